@@ -1,0 +1,98 @@
+// Register-blocked GEMM micro-kernel and B-panel packing for this ISA.
+#include "kernels/kernels_isa.h"
+
+namespace rnnkit {
+namespace RNNKIT_NS {
+
+namespace {
+
+constexpr int NV = kGemmNV;
+
+// M rows x (NV registers) columns of C kept in registers across the whole k
+// loop; A is read in place (one broadcast per row and k), B from its packed
+// panel. Each C element is one chain of FMAs in increasing k, so its value
+// does not depend on where its row sits in the tile.
+template <typename T, int M>
+void ukernel_rows(int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
+                  const T* b, T* c, std::ptrdiff_t ldc, bool accumulate) {
+    using V = Vec<T>;
+    constexpr int W = V::width;
+    constexpr int NR = NV * W;
+    typename V::reg acc[M][NV];
+    for (int i = 0; i < M; ++i)
+        for (int j = 0; j < NV; ++j) acc[i][j] = V::zero();
+
+    for (int p = 0; p < k; ++p) {
+        typename V::reg bv[NV];
+        for (int j = 0; j < NV; ++j) bv[j] = V::load(b + p * NR + j * W);
+        const T* ap = a + p * csa;
+        for (int i = 0; i < M; ++i) {
+            typename V::reg av = V::set1(ap[i * rsa]);
+            for (int j = 0; j < NV; ++j) acc[i][j] = V::fmadd(av, bv[j], acc[i][j]);
+        }
+    }
+
+    // Full tiles store whole registers; edge tiles go lane-count aware.
+    for (int i = 0; i < M; ++i) {
+        T* ci = c + i * ldc;
+        for (int j = 0; j < NV; ++j) {
+            int lanes = n - j * W;
+            if (lanes <= 0) break;
+            if (lanes > W) lanes = W;
+            typename V::reg v = acc[i][j];
+            if (accumulate) v = V::add(load_any(ci + j * W, lanes), v);
+            store_any(ci + j * W, v, lanes);
+        }
+    }
+}
+
+// Row counts 1..MR each get a fully unrolled instantiation, so a batch of 1
+// (a matrix-vector product) does not pay for MR rows.
+template <typename T, int M>
+struct RowDispatch {
+    static void run(int m, int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
+                    const T* b, T* c, std::ptrdiff_t ldc, bool accumulate) {
+        if (m == M) ukernel_rows<T, M>(n, k, a, rsa, csa, b, c, ldc, accumulate);
+        else RowDispatch<T, M - 1>::run(m, n, k, a, rsa, csa, b, c, ldc, accumulate);
+    }
+};
+
+template <typename T>
+struct RowDispatch<T, 0> {
+    static void run(int, int, int, const T*, std::ptrdiff_t, std::ptrdiff_t,
+                    const T*, T*, std::ptrdiff_t, bool) {}
+};
+
+template <typename T>
+void gemm_ukernel(int m, int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
+                  const T* b_panel, T* c, std::ptrdiff_t ldc, bool accumulate) {
+    RowDispatch<T, kGemmMR>::run(m, n, k, a, rsa, csa, b_panel, c, ldc, accumulate);
+}
+
+template <typename T>
+void pack_b_panel(int k, int n, const T* b, std::ptrdiff_t rsb, std::ptrdiff_t csb, T* panel) {
+    constexpr int NR = NV * Vec<T>::width;
+    for (int p = 0; p < k; ++p) {
+        T* dst = panel + p * NR;
+        const T* src = b + p * rsb;
+        int j = 0;
+        for (; j < n; ++j) dst[j] = src[j * csb];
+        for (; j < NR; ++j) dst[j] = T(0);
+    }
+}
+
+}  // namespace
+
+template <typename T>
+void fill_gemm(Kernels<T>& k) {
+    k.gemm_mr = kGemmMR;
+    k.gemm_nr = NV * Vec<T>::width;
+    k.gemm_ukernel = &gemm_ukernel<T>;
+    k.pack_b_panel = &pack_b_panel<T>;
+}
+
+template void fill_gemm<float>(Kernels<float>&);
+template void fill_gemm<double>(Kernels<double>&);
+
+}  // namespace RNNKIT_NS
+}  // namespace rnnkit

@@ -1,0 +1,94 @@
+// The interface between the portable drivers and the per-ISA leaf kernels:
+// plain argument structs and a table of function pointers. Nothing here has
+// code, so including it from objects of different ISAs is harmless.
+#pragma once
+#include <cstddef>
+
+namespace rnnkit {
+
+// The gates of one block of `units` hidden units are stored side by side:
+// gate g of unit u sits at offset g * units + u inside the block, and rows
+// (batch elements) are `ld*` apart. See layer/packed_weights.h.
+
+// LSTM step, forward: a = gx + gh + bias; i,f,o = sigmoid, g = tanh;
+// c = f * c_prev + i * g; h = o * tanh(c). ws (optional) receives i,f,g,o.
+template <typename T> struct LstmFwdArgs {
+    int rows, units;
+    const T* gx; std::ptrdiff_t ld_gx;      // input projection, 4 gates
+    const T* gh; std::ptrdiff_t ld_gh;      // recurrent product, 4 gates
+    const T* bias;                          // 4 gates, b_ih + b_hh
+    const T* c_prev; std::ptrdiff_t ld_c_prev;
+    T* h; std::ptrdiff_t ld_h;
+    T* c; std::ptrdiff_t ld_c;
+    T* ws; std::ptrdiff_t ld_ws;            // nullptr in inference
+};
+
+// LSTM step, backward. dh = dy + dh_rec; writes the pre-activation gate
+// gradients and replaces dc (in: from step t+1, out: for step t-1).
+template <typename T> struct LstmBwdArgs {
+    int rows, units;
+    const T* ws; std::ptrdiff_t ld_ws;      // i,f,g,o of this step
+    const T* c_prev; std::ptrdiff_t ld_c_prev;
+    const T* c; std::ptrdiff_t ld_c;        // c_t
+    const T* dy; std::ptrdiff_t ld_dy;      // may be nullptr
+    const T* dh_rec; std::ptrdiff_t ld_dh_rec;
+    T* dc; std::ptrdiff_t ld_dc;            // in/out
+    T* dgates; std::ptrdiff_t ld_dgates;    // 4 gates
+};
+
+// GRU step (linear before reset), forward:
+// r = sigmoid(gx_r + gh_r + b_r), z = sigmoid(gx_z + gh_z + b_z),
+// n = tanh(gx_n + b_n + r * (gh_n + b_hn)), h = n + z * (h_prev - n).
+// ws (optional) receives r, z, n and gh_n + b_hn.
+template <typename T> struct GruFwdArgs {
+    int rows, units;
+    const T* gx; std::ptrdiff_t ld_gx;      // 3 gates
+    const T* gh; std::ptrdiff_t ld_gh;      // 3 gates
+    const T* bias;                          // 3 gates: b_ir+b_hr, b_iz+b_hz, b_in
+    const T* bias_hn;                       // b_hn
+    const T* h_prev; std::ptrdiff_t ld_h_prev;
+    T* h; std::ptrdiff_t ld_h;
+    T* ws; std::ptrdiff_t ld_ws;            // 4 slots
+};
+
+// GRU step, backward. dh = dy + dh_rec. Writes the gate gradients seen by
+// the input side (dgx) and by the recurrent side (dgh, which differs in the
+// n gate by the factor r), and dh_prev = dh * z (the direct path; the driver
+// adds dgh x W_hh on top).
+template <typename T> struct GruBwdArgs {
+    int rows, units;
+    const T* ws; std::ptrdiff_t ld_ws;
+    const T* h_prev; std::ptrdiff_t ld_h_prev;
+    const T* dy; std::ptrdiff_t ld_dy;      // may be nullptr
+    const T* dh_rec; std::ptrdiff_t ld_dh_rec;
+    T* dgx; std::ptrdiff_t ld_dgx;
+    T* dgh; std::ptrdiff_t ld_dgh;
+    T* dh_prev; std::ptrdiff_t ld_dh_prev;
+};
+
+template <typename T> struct Kernels {
+    const char* isa;
+    int gemm_mr, gemm_nr;   // micro-tile rows and columns
+    // C[m x n] (+)= A[m x k] * Bpanel[k x nr]; a(i, p) = a[i * rsa + p * csa];
+    // m <= mr, n <= nr; the panel is k rows of nr values, zero padded.
+    void (*gemm_ukernel)(int m, int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
+                         const T* b_panel, T* c, std::ptrdiff_t ldc, bool accumulate);
+    // Copies the k x n (n <= nr) block b(p, j) = b[p * rsb + j * csb] into a
+    // panel of k rows of nr values, padding columns n..nr-1 with zeros.
+    void (*pack_b_panel)(int k, int n, const T* b, std::ptrdiff_t rsb, std::ptrdiff_t csb, T* panel);
+    void (*sigmoid)(std::ptrdiff_t n, const T* x, T* y);
+    void (*tanh)(std::ptrdiff_t n, const T* x, T* y);
+    void (*lstm_postgemm_fwd)(const LstmFwdArgs<T>& a);
+    void (*lstm_postgemm_bwd)(const LstmBwdArgs<T>& a);
+    void (*gru_postgemm_fwd)(const GruFwdArgs<T>& a);
+    void (*gru_postgemm_bwd)(const GruBwdArgs<T>& a);
+    // sums[j] += sum over i (in increasing order) of a[i * lda + j].
+    void (*column_sums)(int m, int n, const T* a, std::ptrdiff_t lda, T* sums);
+};
+
+struct KernelSet {
+    Kernels<float> f32;
+    Kernels<double> f64;
+};
+
+}  // namespace rnnkit

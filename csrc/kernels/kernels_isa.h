@@ -1,0 +1,16 @@
+// Declarations shared by the per-ISA kernel sources (namespace rnnkit::<isa>).
+#pragma once
+#include "kernels/kernel_table.h"
+#include "simd/simd.h"
+
+namespace rnnkit {
+namespace RNNKIT_NS {
+
+template <typename T> void fill_gemm(Kernels<T>& k);
+template <typename T> void fill_activations(Kernels<T>& k);
+template <typename T> void fill_postgemm_lstm(Kernels<T>& k);
+template <typename T> void fill_postgemm_gru(Kernels<T>& k);
+template <typename T> void fill_reductions(Kernels<T>& k);
+
+}  // namespace RNNKIT_NS
+}  // namespace rnnkit

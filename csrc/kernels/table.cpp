@@ -1,0 +1,26 @@
+// Fills this ISA's kernel table; the only symbol the dispatcher needs.
+#include "kernels/kernels_isa.h"
+
+namespace rnnkit {
+namespace RNNKIT_NS {
+
+#define RNNKIT_STR2(x) #x
+#define RNNKIT_STR(x) RNNKIT_STR2(x)
+
+template <typename T>
+static void fill_all(Kernels<T>& k) {
+    k.isa = RNNKIT_STR(RNNKIT_NS);
+    fill_gemm(k);
+    fill_activations(k);
+    fill_postgemm_lstm(k);
+    fill_postgemm_gru(k);
+    fill_reductions(k);
+}
+
+void fill_kernel_set(KernelSet& set) {
+    fill_all(set.f32);
+    fill_all(set.f64);
+}
+
+}  // namespace RNNKIT_NS
+}  // namespace rnnkit

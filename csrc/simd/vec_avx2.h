@@ -1,0 +1,74 @@
+// AVX2 + FMA vectors: 8 floats / 4 doubles per register, 16 registers.
+#pragma once
+#include <immintrin.h>
+#include <cstddef>
+#include <cstdint>
+
+namespace rnnkit {
+namespace avx2 {
+
+// 6 x 16 float tile: 12 accumulators + 2 B vectors + 1 broadcast = 15 of the
+// 16 ymm registers, and 12 >= FMA latency x FMA ports on current x86 cores.
+constexpr int kGemmMR = 6;
+constexpr int kGemmNV = 2;
+
+template <typename T> struct Vec;
+
+template <> struct Vec<float> {
+    using reg = __m256;
+    using mask = __m256;
+    static constexpr int width = 8;
+    static constexpr int mantissa_bits = 23;
+    static inline reg zero() { return _mm256_setzero_ps(); }
+    static inline reg set1(float v) { return _mm256_set1_ps(v); }
+    static inline reg load(const float* p) { return _mm256_loadu_ps(p); }
+    static inline void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
+    static inline reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+    static inline reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
+    static inline reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+    static inline reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
+    static inline reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+    static inline reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
+    static inline reg min(reg a, reg b) { return _mm256_min_ps(a, b); }
+    static inline reg abs(reg a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+    static inline mask lt(reg a, reg b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+    static inline mask isnan(reg a) { return _mm256_cmp_ps(a, a, _CMP_UNORD_Q); }
+    static inline reg select(mask m, reg a, reg b) { return _mm256_blendv_ps(b, a, m); }
+    static inline reg copysign_pos(reg a, reg s) {
+        return _mm256_or_ps(a, _mm256_and_ps(s, _mm256_set1_ps(-0.0f)));
+    }
+    static inline reg shift_to_exponent(reg t) {
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), mantissa_bits));
+    }
+};
+
+template <> struct Vec<double> {
+    using reg = __m256d;
+    using mask = __m256d;
+    static constexpr int width = 4;
+    static constexpr int mantissa_bits = 52;
+    static inline reg zero() { return _mm256_setzero_pd(); }
+    static inline reg set1(double v) { return _mm256_set1_pd(v); }
+    static inline reg load(const double* p) { return _mm256_loadu_pd(p); }
+    static inline void store(double* p, reg v) { _mm256_storeu_pd(p, v); }
+    static inline reg add(reg a, reg b) { return _mm256_add_pd(a, b); }
+    static inline reg sub(reg a, reg b) { return _mm256_sub_pd(a, b); }
+    static inline reg mul(reg a, reg b) { return _mm256_mul_pd(a, b); }
+    static inline reg div(reg a, reg b) { return _mm256_div_pd(a, b); }
+    static inline reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
+    static inline reg max(reg a, reg b) { return _mm256_max_pd(a, b); }
+    static inline reg min(reg a, reg b) { return _mm256_min_pd(a, b); }
+    static inline reg abs(reg a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a); }
+    static inline mask lt(reg a, reg b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
+    static inline mask isnan(reg a) { return _mm256_cmp_pd(a, a, _CMP_UNORD_Q); }
+    static inline reg select(mask m, reg a, reg b) { return _mm256_blendv_pd(b, a, m); }
+    static inline reg copysign_pos(reg a, reg s) {
+        return _mm256_or_pd(a, _mm256_and_pd(s, _mm256_set1_pd(-0.0)));
+    }
+    static inline reg shift_to_exponent(reg t) {
+        return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(t), mantissa_bits));
+    }
+};
+
+}  // namespace avx2
+}  // namespace rnnkit

@@ -1,0 +1,81 @@
+// AVX-512 (F/BW/DQ/VL) vectors: 16 floats / 8 doubles per register, 32
+// registers, comparisons produce mask registers.
+#pragma once
+#include <immintrin.h>
+#include <cstddef>
+#include <cstdint>
+
+namespace rnnkit {
+namespace avx512 {
+
+// 8 x 32 float tile: 16 accumulators + 2 B vectors + 1 broadcast of the 32
+// zmm registers; enough independent chains to hide FMA latency.
+constexpr int kGemmMR = 8;
+constexpr int kGemmNV = 2;
+
+template <typename T> struct Vec;
+
+template <> struct Vec<float> {
+    using reg = __m512;
+    using mask = __mmask16;
+    static constexpr int width = 16;
+    static constexpr int mantissa_bits = 23;
+    static inline reg zero() { return _mm512_setzero_ps(); }
+    static inline reg set1(float v) { return _mm512_set1_ps(v); }
+    static inline reg load(const float* p) { return _mm512_loadu_ps(p); }
+    static inline void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
+    static inline reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+    static inline reg sub(reg a, reg b) { return _mm512_sub_ps(a, b); }
+    static inline reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+    static inline reg div(reg a, reg b) { return _mm512_div_ps(a, b); }
+    static inline reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+    static inline reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
+    static inline reg min(reg a, reg b) { return _mm512_min_ps(a, b); }
+    static inline reg abs(reg a) {
+        return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), _mm512_set1_epi32(0x7fffffff)));
+    }
+    static inline mask lt(reg a, reg b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+    static inline mask isnan(reg a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
+    static inline reg select(mask m, reg a, reg b) { return _mm512_mask_blend_ps(m, b, a); }
+    static inline reg copysign_pos(reg a, reg s) {
+        __m512i sign = _mm512_and_si512(_mm512_castps_si512(s), _mm512_set1_epi32(int(0x80000000u)));
+        return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(a), sign));
+    }
+    static inline reg shift_to_exponent(reg t) {
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), mantissa_bits));
+    }
+};
+
+template <> struct Vec<double> {
+    using reg = __m512d;
+    using mask = __mmask8;
+    static constexpr int width = 8;
+    static constexpr int mantissa_bits = 52;
+    static inline reg zero() { return _mm512_setzero_pd(); }
+    static inline reg set1(double v) { return _mm512_set1_pd(v); }
+    static inline reg load(const double* p) { return _mm512_loadu_pd(p); }
+    static inline void store(double* p, reg v) { _mm512_storeu_pd(p, v); }
+    static inline reg add(reg a, reg b) { return _mm512_add_pd(a, b); }
+    static inline reg sub(reg a, reg b) { return _mm512_sub_pd(a, b); }
+    static inline reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
+    static inline reg div(reg a, reg b) { return _mm512_div_pd(a, b); }
+    static inline reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
+    static inline reg max(reg a, reg b) { return _mm512_max_pd(a, b); }
+    static inline reg min(reg a, reg b) { return _mm512_min_pd(a, b); }
+    static inline reg abs(reg a) {
+        return _mm512_castsi512_pd(_mm512_and_si512(_mm512_castpd_si512(a), _mm512_set1_epi64(0x7fffffffffffffffLL)));
+    }
+    static inline mask lt(reg a, reg b) { return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ); }
+    static inline mask isnan(reg a) { return _mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q); }
+    static inline reg select(mask m, reg a, reg b) { return _mm512_mask_blend_pd(m, b, a); }
+    static inline reg copysign_pos(reg a, reg s) {
+        __m512i sign = _mm512_and_si512(_mm512_castpd_si512(s), _mm512_set1_epi64((long long)0x8000000000000000ull));
+        return _mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(a), sign));
+    }
+    static inline reg shift_to_exponent(reg t) {
+        return _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_castpd_si512(t), mantissa_bits));
+    }
+};
+
+}  // namespace avx512
+}  // namespace rnnkit

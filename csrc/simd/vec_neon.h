@@ -1,0 +1,78 @@
+// NEON (AdvSIMD, aarch64 baseline) vectors: 4 floats / 2 doubles per
+// register, 32 registers.
+#pragma once
+#include <arm_neon.h>
+#include <cstddef>
+#include <cstdint>
+
+namespace rnnkit {
+namespace neon {
+
+// 8 x 8 float tile: 16 accumulators + 2 B vectors + 1 broadcast of 32 regs.
+constexpr int kGemmMR = 8;
+constexpr int kGemmNV = 2;
+
+template <typename T> struct Vec;
+
+template <> struct Vec<float> {
+    using reg = float32x4_t;
+    using mask = uint32x4_t;
+    static constexpr int width = 4;
+    static constexpr int mantissa_bits = 23;
+    static inline reg zero() { return vdupq_n_f32(0.0f); }
+    static inline reg set1(float v) { return vdupq_n_f32(v); }
+    static inline reg load(const float* p) { return vld1q_f32(p); }
+    static inline void store(float* p, reg v) { vst1q_f32(p, v); }
+    static inline reg add(reg a, reg b) { return vaddq_f32(a, b); }
+    static inline reg sub(reg a, reg b) { return vsubq_f32(a, b); }
+    static inline reg mul(reg a, reg b) { return vmulq_f32(a, b); }
+    static inline reg div(reg a, reg b) { return vdivq_f32(a, b); }
+    static inline reg fmadd(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }
+    static inline reg max(reg a, reg b) { return vmaxq_f32(a, b); }
+    static inline reg min(reg a, reg b) { return vminq_f32(a, b); }
+    static inline reg abs(reg a) { return vabsq_f32(a); }
+    static inline mask lt(reg a, reg b) { return vcltq_f32(a, b); }
+    static inline mask isnan(reg a) { return vmvnq_u32(vceqq_f32(a, a)); }
+    static inline reg select(mask m, reg a, reg b) { return vbslq_f32(m, a, b); }
+    static inline reg copysign_pos(reg a, reg s) {
+        uint32x4_t sign = vandq_u32(vreinterpretq_u32_f32(s), vdupq_n_u32(0x80000000u));
+        return vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(a), sign));
+    }
+    static inline reg shift_to_exponent(reg t) {
+        return vreinterpretq_f32_u32(vshlq_n_u32(vreinterpretq_u32_f32(t), mantissa_bits));
+    }
+};
+
+template <> struct Vec<double> {
+    using reg = float64x2_t;
+    using mask = uint64x2_t;
+    static constexpr int width = 2;
+    static constexpr int mantissa_bits = 52;
+    static inline reg zero() { return vdupq_n_f64(0.0); }
+    static inline reg set1(double v) { return vdupq_n_f64(v); }
+    static inline reg load(const double* p) { return vld1q_f64(p); }
+    static inline void store(double* p, reg v) { vst1q_f64(p, v); }
+    static inline reg add(reg a, reg b) { return vaddq_f64(a, b); }
+    static inline reg sub(reg a, reg b) { return vsubq_f64(a, b); }
+    static inline reg mul(reg a, reg b) { return vmulq_f64(a, b); }
+    static inline reg div(reg a, reg b) { return vdivq_f64(a, b); }
+    static inline reg fmadd(reg a, reg b, reg c) { return vfmaq_f64(c, a, b); }
+    static inline reg max(reg a, reg b) { return vmaxq_f64(a, b); }
+    static inline reg min(reg a, reg b) { return vminq_f64(a, b); }
+    static inline reg abs(reg a) { return vabsq_f64(a); }
+    static inline mask lt(reg a, reg b) { return vcltq_f64(a, b); }
+    static inline mask isnan(reg a) {
+        return vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(vceqq_f64(a, a))));
+    }
+    static inline reg select(mask m, reg a, reg b) { return vbslq_f64(m, a, b); }
+    static inline reg copysign_pos(reg a, reg s) {
+        uint64x2_t sign = vandq_u64(vreinterpretq_u64_f64(s), vdupq_n_u64(0x8000000000000000ull));
+        return vreinterpretq_f64_u64(vorrq_u64(vreinterpretq_u64_f64(a), sign));
+    }
+    static inline reg shift_to_exponent(reg t) {
+        return vreinterpretq_f64_u64(vshlq_n_u64(vreinterpretq_u64_f64(t), mantissa_bits));
+    }
+};
+
+}  // namespace neon
+}  // namespace rnnkit
