@@ -1,0 +1,101 @@
+#include "layer/gemm_driver.h"
+
+#include "layer/threading.h"
+
+namespace rnnkit {
+
+template <typename T>
+void pack_matrix(const Kernels<T>& kern, int K, int N, const T* b, std::ptrdiff_t rsb,
+                 std::ptrdiff_t csb, PackedMatrix<T>& out, int nthreads) {
+    out.K = K;
+    out.N = N;
+    out.nr = kern.gemm_nr;
+    out.data.reset(std::size_t(K) * out.padded_n());
+    const int panels = out.padded_n() / out.nr;
+    const int kblocks = (K + kGemmKC - 1) / kGemmKC;
+    // Small matrices are packed on the calling thread: a parallel region
+    // costs more than copying them.
+    const bool big = std::size_t(K) * N > (std::size_t(1) << 16);
+    parallel_region(big ? nthreads : 1, [&](int tid, int nth) {
+        int lo, hi;
+        split_range(kblocks * panels, tid, nth, lo, hi);
+        for (int item = lo; item < hi; ++item) {
+            const int k0 = (item / panels) * kGemmKC, j = (item % panels) * out.nr;
+            const int kc = K - k0 < kGemmKC ? K - k0 : kGemmKC;
+            const int nc = N - j < out.nr ? N - j : out.nr;
+            kern.pack_b_panel(kc, nc, b + k0 * rsb + j * csb, rsb, csb, const_cast<T*>(out.panel(k0, j)));
+        }
+    });
+}
+
+template <typename T>
+void unpack_matrix(const PackedMatrix<T>& p, T* dense) {
+    for (int k0 = 0; k0 < p.K; k0 += kGemmKC) {
+        const int kc = p.K - k0 < kGemmKC ? p.K - k0 : kGemmKC;
+        for (int j = 0; j < p.N; j += p.nr) {
+            const T* panel = p.panel(k0, j);
+            const int nc = p.N - j < p.nr ? p.N - j : p.nr;
+            for (int k = 0; k < kc; ++k)
+                for (int jj = 0; jj < nc; ++jj) dense[std::size_t(k0 + k) * p.N + j + jj] = panel[k * p.nr + jj];
+        }
+    }
+}
+
+template <typename T>
+void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std::ptrdiff_t rsa,
+                 std::ptrdiff_t csa, const PackedMatrix<T>& b, T* c, std::ptrdiff_t ldc, bool accumulate) {
+    const int mr = kern.gemm_mr, nr = b.nr;
+    // k blocks outermost: later blocks add onto what earlier ones stored, so
+    // each element is summed in increasing k whatever the tiling.
+    for (int k0 = 0; k0 < b.K; k0 += kGemmKC) {
+        const int kc = b.K - k0 < kGemmKC ? b.K - k0 : kGemmKC;
+        const bool acc = accumulate || k0 > 0;
+        for (int i0 = 0; i0 < M; i0 += kGemmMC) {
+            const int i1 = M - i0 < kGemmMC ? M : i0 + kGemmMC;
+            for (int j = n0; j < n1; j += nr) {
+                const T* panel = b.panel(k0, j);
+                const int nc = n1 - j < nr ? n1 - j : nr;
+                for (int i = i0; i < i1; i += mr) {
+                    const int mc = i1 - i < mr ? i1 - i : mr;
+                    kern.gemm_ukernel(mc, nc, kc, a + i * rsa + k0 * csa, rsa, csa, panel,
+                                      c + i * ldc + (j - n0), ldc, acc);
+                }
+            }
+        }
+    }
+}
+
+template <typename T>
+void gemm_parallel(const Kernels<T>& kern, int M, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
+                   const PackedMatrix<T>& b, T* c, std::ptrdiff_t ldc, bool accumulate, int nthreads) {
+    // Tiles of kGemmMC rows x 8 panels: enough tiles to balance two or more
+    // threads on tall or wide products; each thread takes a contiguous run.
+    const int tile_n = 8 * b.nr;
+    const int rows = (M + kGemmMC - 1) / kGemmMC, cols = (b.N + tile_n - 1) / tile_n;
+    const double flops = 2.0 * M * b.N * b.K;
+    const int nth = flops < 2e5 ? 1 : nthreads;
+    parallel_region(nth, [&](int tid, int nt) {
+        int lo, hi;
+        split_range(rows * cols, tid, nt, lo, hi);
+        for (int item = lo; item < hi; ++item) {
+            const int i0 = (item / cols) * kGemmMC, j0 = (item % cols) * tile_n;
+            const int mc = M - i0 < kGemmMC ? M - i0 : kGemmMC;
+            const int j1 = b.N - j0 < tile_n ? b.N : j0 + tile_n;
+            gemm_serial(kern, mc, j0, j1, a + i0 * rsa, rsa, csa, b, c + i0 * ldc + j0, ldc, accumulate);
+        }
+    });
+}
+
+#define RNNKIT_INSTANTIATE(T)                                                                          \
+    template void pack_matrix<T>(const Kernels<T>&, int, int, const T*, std::ptrdiff_t, std::ptrdiff_t, \
+                                 PackedMatrix<T>&, int);                                               \
+    template void unpack_matrix<T>(const PackedMatrix<T>&, T*);                                        \
+    template void gemm_serial<T>(const Kernels<T>&, int, int, int, const T*, std::ptrdiff_t,           \
+                                 std::ptrdiff_t, const PackedMatrix<T>&, T*, std::ptrdiff_t, bool);    \
+    template void gemm_parallel<T>(const Kernels<T>&, int, const T*, std::ptrdiff_t, std::ptrdiff_t,   \
+                                   const PackedMatrix<T>&, T*, std::ptrdiff_t, bool, int);
+RNNKIT_INSTANTIATE(float)
+RNNKIT_INSTANTIATE(double)
+#undef RNNKIT_INSTANTIATE
+
+}  // namespace rnnkit

@@ -1,0 +1,53 @@
+// Portable GEMM driver: blocking, packing of B and threading around the ISA
+// micro-kernel. Every C element is reduced in the same k order whatever the
+// thread count, so results are bitwise reproducible.
+#pragma once
+#include <cstddef>
+
+#include "kernels/kernel_table.h"
+#include "layer/buffer.h"
+
+namespace rnnkit {
+
+// Depth of one k block: an MR x KC slice of A and a KC x NR panel of B stay
+// in L1 while a micro-tile is computed.
+constexpr int kGemmKC = 256;
+// Rows of A per block: MC x KC of A stays in L2 while it meets every panel.
+constexpr int kGemmMC = 96;
+
+// B (K x N) in micro-kernel panels: for each k block, ceil(N / NR) panels of
+// kc rows x NR values, the last panel zero padded.
+template <typename T>
+struct PackedMatrix {
+    int K = 0, N = 0, nr = 0;
+    AlignedBuffer<T> data;
+
+    int padded_n() const { return (N + nr - 1) / nr * nr; }
+    // Panel holding columns [j, j + nr) of k block starting at k0 (j % nr == 0).
+    const T* panel(int k0, int j) const {
+        const int kc = K - k0 < kGemmKC ? K - k0 : kGemmKC;
+        return data.data() + std::size_t(k0) * padded_n() + std::size_t(j / nr) * nr * kc;
+    }
+};
+
+// Packs b(k, n) = b[k * rsb + n * csb], K x N, for these kernels.
+template <typename T>
+void pack_matrix(const Kernels<T>& kern, int K, int N, const T* b, std::ptrdiff_t rsb,
+                 std::ptrdiff_t csb, PackedMatrix<T>& out, int nthreads);
+
+// Writes the packed matrix back as a dense row-major K x N array.
+template <typename T>
+void unpack_matrix(const PackedMatrix<T>& p, T* dense);
+
+// C[:, n0:n1] (+)= A (M x K) * B[:, n0:n1] on the calling thread; n0 is a
+// multiple of the panel width; c points at element (0, n0).
+template <typename T>
+void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std::ptrdiff_t rsa,
+                 std::ptrdiff_t csa, const PackedMatrix<T>& b, T* c, std::ptrdiff_t ldc, bool accumulate);
+
+// Whole C = A * B (or C += A * B), split into tiles over `nthreads` threads.
+template <typename T>
+void gemm_parallel(const Kernels<T>& kern, int M, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
+                   const PackedMatrix<T>& b, T* c, std::ptrdiff_t ldc, bool accumulate, int nthreads);
+
+}  // namespace rnnkit

@@ -1,0 +1,102 @@
+#include "layer/packed_weights.h"
+
+#include <vector>
+
+namespace rnnkit {
+
+namespace {
+
+// PyTorch-order rows -> internal-order rows (dense, row-major).
+template <typename T>
+void rows_to_internal(const GateLayout& lay, int cols, const T* torch_order, T* internal) {
+    for (int g = 0; g < lay.G; ++g)
+        for (int u = 0; u < lay.H; ++u) {
+            const T* src = torch_order + std::size_t(g * lay.H + u) * cols;
+            T* dst = internal + std::size_t(lay.internal_row(g, u)) * cols;
+            for (int k = 0; k < cols; ++k) dst[k] = src[k];
+        }
+}
+
+}  // namespace
+
+template <typename T>
+void rows_to_torch_order(const GateLayout& lay, int cols, const T* internal, T* torch_order) {
+    for (int g = 0; g < lay.G; ++g)
+        for (int u = 0; u < lay.H; ++u) {
+            const T* src = internal + std::size_t(lay.internal_row(g, u)) * cols;
+            T* dst = torch_order + std::size_t(g * lay.H + u) * cols;
+            for (int k = 0; k < cols; ++k) dst[k] = src[k];
+        }
+}
+
+template <typename T>
+std::shared_ptr<PackedRnn<T>> pack_rnn(CellKind cell, Isa isa, int I, int H, const T* w_ih, const T* w_hh,
+                                       const T* b_ih, const T* b_hh, int nthreads) {
+    auto p = std::make_shared<PackedRnn<T>>();
+    p->cell = cell;
+    p->isa = isa;
+    p->kern = &kernels_of<T>(kernels_for(isa));
+    p->I = I;
+    p->H = H;
+    p->G = gate_count(cell);
+    p->layout = GateLayout{H, p->G};
+    const int GH = p->G * H;
+
+    // Reorder the gate rows once, then pack the transposes: B(k, n) = W[n][k].
+    std::vector<T> wi(std::size_t(GH) * I), wh(std::size_t(GH) * H);
+    rows_to_internal(p->layout, I, w_ih, wi.data());
+    rows_to_internal(p->layout, H, w_hh, wh.data());
+    pack_matrix(*p->kern, I, GH, wi.data(), 1, I, p->wih_t, nthreads);
+    pack_matrix(*p->kern, H, GH, wh.data(), 1, H, p->whh_t, nthreads);
+
+    // Fold the biases that simply add into one vector; GRU keeps b_hn apart
+    // because the reset gate multiplies it.
+    std::vector<T> bsum(GH, T(0));
+    for (int r = 0; r < GH; ++r) {
+        const bool n_gate_of_gru = cell == CellKind::gru && r >= 2 * H;
+        bsum[r] = (b_ih ? b_ih[r] : T(0)) + (b_hh && !n_gate_of_gru ? b_hh[r] : T(0));
+    }
+    p->bias.reset(GH);
+    rows_to_internal(p->layout, 1, bsum.data(), p->bias.data());
+    p->bias_hn.reset(H);
+    for (int u = 0; u < H; ++u)
+        p->bias_hn.data()[u] = (cell == CellKind::gru && b_hh) ? b_hh[2 * H + u] : T(0);
+    return p;
+}
+
+template <typename T>
+void PackedRnn<T>::pack_backward(int nthreads) const {
+    std::call_once(bwd_once_, [&] {
+        // The forward packs hold W^T; unpack them to internal-order W rows
+        // and pack those as (GH x I) and (GH x H) B operands.
+        const int GH = G * H;
+        std::vector<T> wt(std::size_t(GH) * (I > H ? I : H));
+        unpack_matrix(wih_t, wt.data());   // I x GH
+        pack_matrix(*kern, GH, I, wt.data(), 1, GH, wih_n_, nthreads);
+        unpack_matrix(whh_t, wt.data());   // H x GH
+        pack_matrix(*kern, GH, H, wt.data(), 1, GH, whh_n_, nthreads);
+    });
+}
+
+template <typename T>
+const PackedMatrix<T>& PackedRnn<T>::wih_for_backward(int nthreads) const {
+    pack_backward(nthreads);
+    return wih_n_;
+}
+
+template <typename T>
+const PackedMatrix<T>& PackedRnn<T>::whh_for_backward(int nthreads) const {
+    pack_backward(nthreads);
+    return whh_n_;
+}
+
+template struct PackedRnn<float>;
+template struct PackedRnn<double>;
+template std::shared_ptr<PackedRnn<float>> pack_rnn<float>(CellKind, Isa, int, int, const float*, const float*,
+                                                           const float*, const float*, int);
+template std::shared_ptr<PackedRnn<double>> pack_rnn<double>(CellKind, Isa, int, int, const double*,
+                                                             const double*, const double*, const double*, int);
+template void rows_to_torch_order<float>(const GateLayout&, int, const float*, float*);
+template void rows_to_torch_order<double>(const GateLayout&, int, const double*, double*);
+
+}  // namespace rnnkit

@@ -1,0 +1,76 @@
+// Weights of one LSTM/GRU layer direction, packed once for the kernels of
+// one ISA and reused by every call.
+//
+// Gate layout. Hidden units are cut into blocks of kUnitBlock; inside a
+// block the G gates of the same units sit side by side (gate g of unit u at
+// g * units + u). A thread that owns a block computes all its gates with one
+// GEMM and applies the fused gate math to them straight away, in L1. Every
+// internal gate vector (projections, biases, workspace, gate gradients) uses
+// this layout; PyTorch's layout is restored only at the edges.
+#pragma once
+#include <memory>
+#include <mutex>
+
+#include "dispatch.h"
+#include "layer/gemm_driver.h"
+
+namespace rnnkit {
+
+enum class CellKind { lstm, gru };
+
+inline int gate_count(CellKind c) { return c == CellKind::lstm ? 4 : 3; }
+// Values per unit kept for backward: LSTM i,f,g,o; GRU r,z,n,(W_hn h + b_hn).
+constexpr int kWorkspaceSlots = 4;
+// Units per block: a multiple of every panel width divided by the gate count
+// (G * 32 is a multiple of 32, 16 and 8), and small enough that two threads
+// share even H = 64.
+constexpr int kUnitBlock = 32;
+
+struct GateLayout {
+    int H = 0, G = 0;
+    int blocks() const { return (H + kUnitBlock - 1) / kUnitBlock; }
+    int block_start(int j) const { return j * kUnitBlock; }
+    int block_units(int j) const { return H - j * kUnitBlock < kUnitBlock ? H - j * kUnitBlock : kUnitBlock; }
+    // Internal position of PyTorch's gate row g * H + u.
+    int internal_row(int g, int u) const {
+        const int u0 = u / kUnitBlock * kUnitBlock;
+        const int units = H - u0 < kUnitBlock ? H - u0 : kUnitBlock;
+        return G * u0 + g * units + (u - u0);
+    }
+};
+
+template <typename T>
+struct PackedRnn {
+    CellKind cell;
+    Isa isa;
+    const Kernels<T>* kern;
+    int I, H, G;
+    GateLayout layout;
+    // B operands of the forward products: W_ih^T (I x GH), W_hh^T (H x GH).
+    PackedMatrix<T> wih_t, whh_t;
+    // Internal layout. LSTM: b_ih + b_hh. GRU: r, z: b_ih + b_hh; n: b_in.
+    AlignedBuffer<T> bias;
+    AlignedBuffer<T> bias_hn;   // GRU only: b_hn, applied inside r * (...)
+
+    // B operands of the backward products, W_ih (GH x I) and W_hh (GH x H),
+    // packed on first use: inference never pays for them.
+    const PackedMatrix<T>& wih_for_backward(int nthreads) const;
+    const PackedMatrix<T>& whh_for_backward(int nthreads) const;
+
+private:
+    mutable std::once_flag bwd_once_;
+    mutable PackedMatrix<T> wih_n_, whh_n_;
+    void pack_backward(int nthreads) const;
+};
+
+// Weights in PyTorch layout, C-contiguous: w_ih (G*H, I), w_hh (G*H, H),
+// biases (G*H) or nullptr for zeros.
+template <typename T>
+std::shared_ptr<PackedRnn<T>> pack_rnn(CellKind cell, Isa isa, int I, int H, const T* w_ih, const T* w_hh,
+                                       const T* b_ih, const T* b_hh, int nthreads);
+
+// Rows of an internal-layout (G*H x cols) matrix written back in PyTorch order.
+template <typename T>
+void rows_to_torch_order(const GateLayout& lay, int cols, const T* internal, T* torch_order);
+
+}  // namespace rnnkit

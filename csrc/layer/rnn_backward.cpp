@@ -1,0 +1,113 @@
+// Backward through time: per step only the fused gate gradients and
+// dh_{t-1} = dgates x W_hh; the weight, input and bias gradients are each one
+// large GEMM or reduction over all steps afterwards.
+#include <algorithm>
+#include <cstring>
+
+#include "layer/rnn.h"
+#include "layer/rnn_common.h"
+#include "layer/threading.h"
+
+namespace rnnkit {
+
+template <typename T>
+void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int nthreads) {
+    const PackedRnn<T>& w = *ctx.weights;
+    const Kernels<T>& kern = *w.kern;
+    const int steps = ctx.steps, B = ctx.batch, I = w.I, H = w.H, G = w.G, GH = G * H;
+    const std::size_t BH = std::size_t(B) * H;
+    const bool lstm = w.cell == CellKind::lstm;
+    const std::ptrdiff_t ld_ws = std::ptrdiff_t(kWorkspaceSlots) * H;
+
+    // Gate gradients of every step, by time. The GRU's recurrent side sees a
+    // different n-gate gradient (times r); the LSTM's sides are identical.
+    AlignedBuffer<T> dgx(std::size_t(steps) * B * GH), dgh_own;
+    if (!lstm) dgh_own.reset(dgx.size());
+    T* dgh = lstm ? dgx.data() : dgh_own.data();
+    // Running dh (recurrent part) and dc.
+    AlignedBuffer<T> dh(BH), dc(lstm ? BH : 0);
+    copy_or_zero(dh.data(), a.dh_n, BH);
+    if (lstm) copy_or_zero(dc.data(), a.dc_n, BH);
+
+    const PackedMatrix<T>& whh = w.whh_for_backward(nthreads);
+    const int loop_threads = time_loop_threads(w, B, nthreads);
+    const int nblocks = w.layout.blocks();
+    const int npanels = (H + whh.nr - 1) / whh.nr;
+
+    parallel_region(loop_threads, [&](int tid, int nth) {
+        int jb, je, pb, pe;
+        split_range(nblocks, tid, nth, jb, je);
+        split_range(npanels, tid, nth, pb, pe);
+        for (int s = steps - 1; s >= 0; --s) {
+            const int t = ctx.reverse ? steps - 1 - s : s;
+            const T* ws = ctx.gates.data() + std::size_t(t) * B * ld_ws;
+            const T* dy = a.dy ? a.dy + t * BH : nullptr;
+            T* dgx_t = dgx.data() + std::size_t(t) * B * GH;
+            T* dgh_t = dgh + std::size_t(t) * B * GH;
+            for (int j = jb; j < je; ++j) {
+                const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
+                const T* wsb = ws + kWorkspaceSlots * u0;
+                const T* dyb = dy ? dy + u0 : nullptr;
+                if (lstm) {
+                    LstmBwdArgs<T> b{B, units, wsb, ld_ws,
+                                     ctx.c.data() + ctx.prev_slot(t) * BH + u0, H,
+                                     ctx.c.data() + ctx.out_slot(t) * BH + u0, H,
+                                     dyb, H, dh.data() + u0, H, dc.data() + u0, H, dgx_t + G * u0, GH};
+                    kern.lstm_postgemm_bwd(b);
+                } else {
+                    GruBwdArgs<T> b{B, units, wsb, ld_ws, ctx.h.data() + ctx.prev_slot(t) * BH + u0, H,
+                                    dyb, H, dh.data() + u0, H, dgx_t + G * u0, GH, dgh_t + G * u0, GH,
+                                    dh.data() + u0, H};
+                    kern.gru_postgemm_bwd(b);
+                }
+            }
+            // The product below reads the gate gradients of every unit.
+            region_barrier();
+            // dh_{t-1} = dgh_t x W_hh (GRU: added to the direct path dh * z).
+            if (pb < pe) {
+                const int n0 = pb * whh.nr, n1 = std::min(H, pe * whh.nr);
+                gemm_serial(kern, B, n0, n1, dgh_t, GH, 1, whh, dh.data() + n0, H, !lstm);
+            }
+            region_barrier();
+        }
+    });
+    std::memcpy(a.dh0, dh.data(), BH * sizeof(T));
+    if (lstm) std::memcpy(a.dc0, dc.data(), BH * sizeof(T));
+
+    const int rows = steps * B;
+    // dx = dgx x W_ih over all steps at once.
+    gemm_parallel(kern, rows, dgx.data(), GH, 1, w.wih_for_backward(nthreads), a.dx, I, false, nthreads);
+
+    // dW_ih = dgx^T x X and dW_hh = dgh^T x H_prev, each one GEMM whose long
+    // dimension is every (time, batch) row; the states entering times
+    // 0..T-1 are contiguous slots of the context.
+    AlignedBuffer<T> internal(std::size_t(GH) * std::max(I, H));
+    PackedMatrix<T> operand;
+    pack_matrix(kern, rows, I, ctx.x.data(), I, 1, operand, nthreads);
+    gemm_parallel(kern, GH, dgx.data(), 1, GH, operand, internal.data(), I, false, nthreads);
+    rows_to_torch_order(w.layout, I, internal.data(), a.dw_ih);
+    pack_matrix(kern, rows, H, ctx.h.data() + (ctx.reverse ? BH : 0), H, 1, operand, nthreads);
+    gemm_parallel(kern, GH, dgh, 1, GH, operand, internal.data(), H, false, nthreads);
+    rows_to_torch_order(w.layout, H, internal.data(), a.dw_hh);
+
+    // Bias gradients: column sums over all rows, columns split over threads.
+    auto bias_grad = [&](const T* dg, T* out) {
+        T* sums = internal.data();
+        std::memset(sums, 0, std::size_t(GH) * sizeof(T));
+        const int col_chunks = (GH + 63) / 64;
+        parallel_region(rows * GH > (1 << 16) ? nthreads : 1, [&](int tid, int nth) {
+            int lo, hi;
+            split_range(col_chunks, tid, nth, lo, hi);
+            const int j0 = lo * 64, j1 = std::min(GH, hi * 64);
+            if (j0 < j1) kern.column_sums(rows, j1 - j0, dg + j0, GH, sums + j0);
+        });
+        rows_to_torch_order(w.layout, 1, sums, out);
+    };
+    bias_grad(dgx.data(), a.db_ih);
+    bias_grad(dgh, a.db_hh);
+}
+
+template void rnn_backward<float>(const TrainingContext<float>&, const BackwardArgs<float>&, int);
+template void rnn_backward<double>(const TrainingContext<double>&, const BackwardArgs<double>&, int);
+
+}  // namespace rnnkit

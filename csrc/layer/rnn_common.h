@@ -1,0 +1,33 @@
+// Helpers shared by the forward and backward drivers.
+#pragma once
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+
+#include "layer/packed_weights.h"
+
+namespace rnnkit {
+
+// Threads for the time loop. Each step ends in a barrier (~1 us with two
+// threads), so steps with little recurrent work run on one thread; threads
+// split unit blocks, so there is no point in more threads than blocks.
+template <typename T>
+int time_loop_threads(const PackedRnn<T>& w, int batch, int nthreads) {
+    const double step_flops = 2.0 * batch * w.G * double(w.H) * w.H;
+    if (step_flops < 1.5e5) return 1;
+    return std::max(1, std::min(nthreads, w.layout.blocks()));
+}
+
+template <typename T>
+void copy_or_zero(T* dst, const T* src, std::size_t n) {
+    if (src) std::memcpy(dst, src, n * sizeof(T));
+    else std::memset(dst, 0, n * sizeof(T));
+}
+
+// A caller may let h_n alias y's last step (a single-step call does).
+template <typename T>
+void copy_unless_same(T* dst, const T* src, std::size_t n) {
+    if (dst != src) std::memcpy(dst, src, n * sizeof(T));
+}
+
+}  // namespace rnnkit

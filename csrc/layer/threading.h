@@ -1,0 +1,43 @@
+// Thread-count policy and a thin veneer over OpenMP, so drivers read the
+// same with or without it (without OpenMP every region runs on one thread).
+#pragma once
+#if defined(RNNKIT_HAVE_OPENMP)
+#include <omp.h>
+#endif
+
+namespace rnnkit {
+
+// Threads kernels may use: set_num_threads() if called, else OpenMP's
+// default (which honours OMP_NUM_THREADS), else 1.
+int get_num_threads();
+void set_num_threads(int n);   // n >= 1; validated by the caller
+
+// Runs body(tid, nthreads) on `nthreads` threads and waits for all of them.
+template <typename Body>
+void parallel_region(int nthreads, Body&& body) {
+#if defined(RNNKIT_HAVE_OPENMP)
+    if (nthreads > 1) {
+#pragma omp parallel num_threads(nthreads)
+        body(omp_get_thread_num(), omp_get_num_threads());
+        return;
+    }
+#endif
+    (void)nthreads;
+    body(0, 1);
+}
+
+// All threads of the current parallel_region wait here.
+inline void region_barrier() {
+#if defined(RNNKIT_HAVE_OPENMP)
+#pragma omp barrier
+#endif
+}
+
+// Contiguous, balanced share [begin, end) of n items for thread tid.
+inline void split_range(int n, int tid, int nthreads, int& begin, int& end) {
+    const int base = n / nthreads, extra = n % nthreads;
+    begin = tid * base + (tid < extra ? tid : extra);
+    end = begin + base + (tid < extra ? 1 : 0);
+}
+
+}  // namespace rnnkit
