@@ -1,0 +1,67 @@
+#include "bindings/bind_common.h"
+
+namespace rnnkit {
+namespace bind {
+
+void raise_type_error(const std::string& msg) { throw py::type_error(msg); }
+void raise_value_error(const std::string& msg) { throw py::value_error(msg); }
+
+template <> const char* dtype_name<float>() { return "float32"; }
+template <> const char* dtype_name<double>() { return "float64"; }
+
+namespace {
+
+std::string expected_shape(std::initializer_list<Dim> dims) {
+    std::string s = "(";
+    bool first = true;
+    for (const Dim& d : dims) {
+        if (!first) s += ", ";
+        s += d.size == kAnySize ? std::string(d.label) : std::to_string(d.size);
+        first = false;
+    }
+    return s + (dims.size() == 1 ? ",)" : ")");
+}
+
+std::string actual_shape(const py::array& a) {
+    std::string s = "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+    return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+}  // namespace
+
+template <typename T>
+py::array_t<T, py::array::c_style> take_array(py::handle obj, const char* name, std::initializer_list<Dim> dims) {
+    if (!py::isinstance<py::array>(obj))
+        raise_type_error(std::string(name) + ": expected a numpy.ndarray of dtype " + dtype_name<T>() + ", got " +
+                         std::string(py::str(py::type::of(obj).attr("__name__"))));
+    py::array arr = py::reinterpret_borrow<py::array>(obj);
+    if (!arr.dtype().is(py::dtype::of<T>()))
+        raise_type_error(std::string(name) + ": expected dtype " + dtype_name<T>() + ", got " +
+                         std::string(py::str(arr.dtype())));
+    if (arr.ndim() != py::ssize_t(dims.size()))
+        raise_value_error(std::string(name) + ": expected a " + std::to_string(dims.size()) + "-D array of shape " +
+                          expected_shape(dims) + ", got shape " + actual_shape(arr));
+    py::ssize_t i = 0;
+    for (const Dim& d : dims) {
+        if (d.size != kAnySize && arr.shape(i) != d.size)
+            raise_value_error(std::string(name) + ": expected shape " + expected_shape(dims) + ", got shape " +
+                              actual_shape(arr));
+        ++i;
+    }
+    return py::array_t<T, py::array::c_style>::ensure(arr);
+}
+
+template py::array_t<float, py::array::c_style> take_array<float>(py::handle, const char*, std::initializer_list<Dim>);
+template py::array_t<double, py::array::c_style> take_array<double>(py::handle, const char*, std::initializer_list<Dim>);
+
+bool is_float_dtype(py::handle obj, bool* is_double) {
+    if (!py::isinstance<py::array>(obj)) return false;
+    py::dtype dt = py::reinterpret_borrow<py::array>(obj).dtype();
+    if (dt.is(py::dtype::of<float>())) { *is_double = false; return true; }
+    if (dt.is(py::dtype::of<double>())) { *is_double = true; return true; }
+    return false;
+}
+
+}  // namespace bind
+}  // namespace rnnkit

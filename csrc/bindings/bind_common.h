@@ -1,0 +1,50 @@
+// Argument checking shared by the bindings: every bad input becomes a
+// TypeError or ValueError that names the argument and what was expected.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <initializer_list>
+#include <optional>
+#include <string>
+
+namespace rnnkit {
+namespace bind {
+
+namespace py = pybind11;
+
+// One expected dimension: a fixed size, or kAnySize with a label ("T").
+struct Dim {
+    py::ssize_t size;
+    const char* label;
+};
+constexpr py::ssize_t kAnySize = -1;
+
+[[noreturn]] void raise_type_error(const std::string& msg);
+[[noreturn]] void raise_value_error(const std::string& msg);
+
+template <typename T> const char* dtype_name();
+
+// Checks that obj is an ndarray of dtype T with the expected shape and
+// returns it C-contiguous (a copy only when it was not).
+template <typename T>
+py::array_t<T, py::array::c_style> take_array(py::handle obj, const char* name, std::initializer_list<Dim> dims);
+
+// Same, but None is allowed and gives no array (callers pass nullptr on).
+template <typename T>
+std::optional<py::array_t<T, py::array::c_style>> take_optional(py::handle obj, const char* name,
+                                                                std::initializer_list<Dim> dims) {
+    if (obj.is_none()) return std::nullopt;
+    return take_array<T>(obj, name, dims);
+}
+
+template <typename T>
+const T* data_or_null(const std::optional<py::array_t<T, py::array::c_style>>& a) {
+    return a ? a->data() : nullptr;
+}
+
+// "float32" / "float64" for dtype checks before the element type is known.
+bool is_float_dtype(py::handle obj, bool* is_double);
+
+}  // namespace bind
+}  // namespace rnnkit

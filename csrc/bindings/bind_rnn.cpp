@@ -1,0 +1,264 @@
+// Bindings of packing, sequence forward/backward and single steps. Each
+// entry point checks its arguments, allocates the outputs, releases the GIL
+// and hands raw pointers to the drivers.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "bindings/bind_common.h"
+#include "bindings/handles.h"
+#include "layer/threading.h"
+
+namespace rnnkit {
+namespace bind {
+
+namespace {
+
+template <typename T> using Arr = py::array_t<T, py::array::c_style>;
+
+const char* cell_name(CellKind c) { return c == CellKind::lstm ? "LSTM" : "GRU"; }
+const char* cell_prefix(CellKind c) { return c == CellKind::lstm ? "lstm" : "gru"; }
+
+CellKind parse_cell(const std::string& s) {
+    if (s == "lstm") return CellKind::lstm;
+    if (s == "gru") return CellKind::gru;
+    raise_value_error("cell: expected 'lstm' or 'gru', got '" + s + "'");
+}
+
+// ---- packing ---------------------------------------------------------------
+
+template <typename T>
+PackedHandle pack_impl(CellKind cell, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj,
+                       py::handle b_hh_obj) {
+    const int G = gate_count(cell);
+    const std::string gh_label = std::to_string(G) + "*H";
+    Arr<T> w_ih = take_array<T>(w_ih_obj, "weight_ih", {{kAnySize, gh_label.c_str()}, {kAnySize, "I"}});
+    const py::ssize_t rows = w_ih.shape(0), I = w_ih.shape(1);
+    if (rows < G || rows % G != 0)
+        raise_value_error("weight_ih: expected shape (" + gh_label + ", I) with H >= 1, got " + std::to_string(rows) +
+                          " rows, which is not a positive multiple of " + std::to_string(G));
+    if (I < 1) raise_value_error("weight_ih: expected at least one column (input_size >= 1)");
+    const py::ssize_t H = rows / G;
+    Arr<T> w_hh = take_array<T>(w_hh_obj, "weight_hh", {{rows, "G*H"}, {H, "H"}});
+    auto b_ih = take_optional<T>(b_ih_obj, "bias_ih", {{rows, "G*H"}});
+    auto b_hh = take_optional<T>(b_hh_obj, "bias_hh", {{rows, "G*H"}});
+
+    PackedHandle h{cell, std::is_same<T, double>::value, nullptr, nullptr};
+    std::shared_ptr<PackedRnn<T>> packed;
+    {
+        py::gil_scoped_release release;
+        packed = pack_rnn<T>(cell, active_isa(), int(I), int(H), w_ih.data(), w_hh.data(), data_or_null(b_ih),
+                             data_or_null(b_hh), get_num_threads());
+    }
+    if constexpr (std::is_same<T, double>::value) h.f64 = packed; else h.f32 = packed;
+    return h;
+}
+
+PackedHandle pack(const std::string& cell_s, py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh) {
+    const CellKind cell = parse_cell(cell_s);
+    bool is_double = false;
+    if (!is_float_dtype(w_ih, &is_double)) {
+        if (!py::isinstance<py::array>(w_ih))
+            raise_type_error("weight_ih: expected a numpy.ndarray of dtype float32 or float64, got " +
+                             std::string(py::str(py::type::of(w_ih).attr("__name__"))));
+        raise_type_error("weight_ih: expected dtype float32 or float64, got " +
+                         std::string(py::str(py::reinterpret_borrow<py::array>(w_ih).dtype())));
+    }
+    return is_double ? pack_impl<double>(cell, w_ih, w_hh, b_ih, b_hh) : pack_impl<float>(cell, w_ih, w_hh, b_ih, b_hh);
+}
+
+// ---- forward -----------------------------------------------------------------
+
+const PackedHandle& take_weights(py::handle obj, CellKind cell, const char* fn) {
+    if (!py::isinstance<PackedHandle>(obj))
+        raise_type_error(std::string("weights: expected rnnkit.PackedWeights (from rnnkit.pack_") + cell_prefix(cell) +
+                         "), got " + std::string(py::str(py::type::of(obj).attr("__name__"))));
+    const PackedHandle& w = obj.cast<const PackedHandle&>();
+    if (w.cell != cell)
+        raise_value_error(std::string("weights: ") + fn + " needs " + cell_name(cell) + " weights (rnnkit.pack_" +
+                          cell_prefix(cell) + "), got weights packed for " + cell_name(w.cell));
+    return w;
+}
+
+// Names of the state arguments as the Python API spells them.
+struct StateNames { const char* h; const char* c; };
+
+template <typename T>
+py::object forward_impl(const PackedHandle& wh, CellKind cell, bool single_step, py::handle x_obj, py::handle h0_obj,
+                        py::handle c0_obj, bool reverse, bool training, StateNames names) {
+    const std::shared_ptr<PackedRnn<T>>& w = wh.get<T>();
+    const bool lstm = cell == CellKind::lstm;
+    const py::ssize_t I = w->I, H = w->H;
+    Arr<T> x = single_step ? take_array<T>(x_obj, "x", {{kAnySize, "B"}, {I, "I"}})
+                           : take_array<T>(x_obj, "x", {{kAnySize, "T"}, {kAnySize, "B"}, {I, "I"}});
+    const py::ssize_t steps = single_step ? 1 : x.shape(0), B = x.shape(single_step ? 0 : 1);
+    if (steps < 1 || B < 1)
+        raise_value_error(std::string("x: expected at least one ") + (steps < 1 ? "time step (T >= 1)" : "batch element (B >= 1)") +
+                          ", got an empty array");
+    auto h0 = take_optional<T>(h0_obj, names.h, {{B, "B"}, {H, "H"}});
+    std::optional<Arr<T>> c0;
+    if (lstm) c0 = take_optional<T>(c0_obj, names.c, {{B, "B"}, {H, "H"}});
+
+    Arr<T> h_n({B, H});
+    Arr<T> y = single_step ? h_n : Arr<T>({steps, B, H});
+    Arr<T> c_n = lstm ? Arr<T>({B, H}) : Arr<T>();
+    std::shared_ptr<TrainingContext<T>> ctx;
+    if (training) {
+        ctx = std::make_shared<TrainingContext<T>>();
+        ctx->weights = w;
+    }
+    ForwardArgs<T> a;
+    a.steps = int(steps);
+    a.batch = int(B);
+    a.reverse = reverse;
+    a.x = x.data();
+    a.h0 = data_or_null(h0);
+    a.c0 = data_or_null(c0);
+    a.y = y.mutable_data();
+    a.h_n = h_n.mutable_data();
+    a.c_n = lstm ? c_n.mutable_data() : nullptr;
+    {
+        py::gil_scoped_release release;
+        rnn_forward<T>(*w, a, ctx.get(), get_num_threads());
+    }
+
+    py::list out;
+    if (!single_step) out.append(y);
+    out.append(h_n);
+    if (lstm) out.append(c_n);
+    if (training) {
+        ContextHandle ch{cell, std::is_same<T, double>::value, single_step, nullptr, nullptr};
+        if constexpr (std::is_same<T, double>::value) ch.f64 = ctx; else ch.f32 = ctx;
+        out.append(py::cast(std::move(ch)));
+    }
+    if (out.size() == 1) return out[0];
+    return py::tuple(out);
+}
+
+py::object forward(CellKind cell, bool single_step, const char* fn, py::handle x, py::handle weights, py::handle h0,
+                   py::handle c0, bool reverse, bool training, StateNames names) {
+    const PackedHandle& w = take_weights(weights, cell, fn);
+    return w.is_double ? forward_impl<double>(w, cell, single_step, x, h0, c0, reverse, training, names)
+                       : forward_impl<float>(w, cell, single_step, x, h0, c0, reverse, training, names);
+}
+
+// ---- backward ------------------------------------------------------------------
+
+ContextHandle& take_context(py::handle obj, CellKind cell, bool single_step, const char* fn) {
+    const std::string maker = std::string("rnnkit.") + cell_prefix(cell) + (single_step ? "_cell" : "_forward");
+    if (!py::isinstance<ContextHandle>(obj))
+        raise_type_error(std::string("ctx: expected the context returned by ") + maker + "(..., training=True), got " +
+                         std::string(py::str(py::type::of(obj).attr("__name__"))));
+    ContextHandle& c = obj.cast<ContextHandle&>();
+    if (c.cell != cell || c.single_step != single_step)
+        raise_value_error(std::string("ctx: ") + fn + " needs a context from " + maker +
+                          "(..., training=True), got one from rnnkit." + cell_prefix(c.cell) +
+                          (c.single_step ? "_cell" : "_forward"));
+    return c;
+}
+
+struct GradNames { const char* dy; const char* dh; const char* dc; };
+
+template <typename T>
+py::tuple backward_impl(ContextHandle& ch, bool single_step, py::handle dy_obj, py::handle dh_obj, py::handle dc_obj,
+                        GradNames names) {
+    const TrainingContext<T>& ctx = *ch.get<T>();
+    const PackedRnn<T>& w = *ctx.weights;
+    const bool lstm = w.cell == CellKind::lstm;
+    const py::ssize_t steps = ctx.steps, B = ctx.batch, I = w.I, H = w.H, GH = py::ssize_t(w.G) * H;
+    std::optional<Arr<T>> dy;
+    if (!single_step) dy = take_optional<T>(dy_obj, names.dy, {{steps, "T"}, {B, "B"}, {H, "H"}});
+    auto dh = take_optional<T>(dh_obj, names.dh, {{B, "B"}, {H, "H"}});
+    std::optional<Arr<T>> dc;
+    if (lstm) dc = take_optional<T>(dc_obj, names.dc, {{B, "B"}, {H, "H"}});
+
+    Arr<T> dx = single_step ? Arr<T>({B, I}) : Arr<T>({steps, B, I});
+    Arr<T> dh0({B, H});
+    Arr<T> dc0 = lstm ? Arr<T>({B, H}) : Arr<T>();
+    Arr<T> dw_ih({GH, I}), dw_hh({GH, H}), db_ih({GH}), db_hh({GH});
+    BackwardArgs<T> a;
+    a.dy = data_or_null(dy);
+    a.dh_n = data_or_null(dh);
+    a.dc_n = data_or_null(dc);
+    a.dx = dx.mutable_data();
+    a.dh0 = dh0.mutable_data();
+    a.dc0 = lstm ? dc0.mutable_data() : nullptr;
+    a.dw_ih = dw_ih.mutable_data();
+    a.dw_hh = dw_hh.mutable_data();
+    a.db_ih = db_ih.mutable_data();
+    a.db_hh = db_hh.mutable_data();
+    {
+        py::gil_scoped_release release;
+        rnn_backward<T>(ctx, a, get_num_threads());
+    }
+    if (lstm) return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh);
+    return py::make_tuple(dx, dh0, dw_ih, dw_hh, db_ih, db_hh);
+}
+
+py::tuple backward(CellKind cell, bool single_step, const char* fn, py::handle ctx_obj, py::handle dy, py::handle dh,
+                   py::handle dc, GradNames names) {
+    ContextHandle& c = take_context(ctx_obj, cell, single_step, fn);
+    return c.is_double ? backward_impl<double>(c, single_step, dy, dh, dc, names)
+                       : backward_impl<float>(c, single_step, dy, dh, dc, names);
+}
+
+}  // namespace
+
+void register_rnn(py::module_& m) {
+    py::class_<PackedHandle>(m, "PackedWeights",
+                             "LSTM/GRU layer weights packed once for one ISA's kernels (see rnnkit.pack_lstm).")
+        .def_property_readonly("cell", [](const PackedHandle& h) { return std::string(cell_prefix(h.cell)); })
+        .def_property_readonly("dtype", [](const PackedHandle& h) {
+            return h.is_double ? py::dtype::of<double>() : py::dtype::of<float>();
+        })
+        .def_property_readonly("input_size", &PackedHandle::input_size)
+        .def_property_readonly("hidden_size", &PackedHandle::hidden_size)
+        .def_property_readonly("isa", [](const PackedHandle& h) { return std::string(isa_name(h.isa())); })
+        .def("__repr__", [](const PackedHandle& h) {
+            return std::string("<rnnkit.PackedWeights ") + cell_prefix(h.cell) + " " + (h.is_double ? "float64" : "float32") +
+                   " input_size=" + std::to_string(h.input_size()) + " hidden_size=" + std::to_string(h.hidden_size()) +
+                   " isa=" + isa_name(h.isa()) + ">";
+        });
+    py::class_<ContextHandle>(m, "TrainingContext",
+                              "Opaque state a training forward keeps for the matching backward call.")
+        .def_property_readonly("cell", [](const ContextHandle& c) { return std::string(cell_prefix(c.cell)); })
+        .def_property_readonly("single_step", [](const ContextHandle& c) { return c.single_step; });
+
+    m.def("pack", &pack, py::arg("cell"), py::arg("weight_ih"), py::arg("weight_hh"), py::arg("bias_ih") = py::none(),
+          py::arg("bias_hh") = py::none());
+
+    const StateNames seq{"h0", "c0"}, step{"h", "c"};
+    m.def("lstm_forward", [seq](py::handle x, py::handle w, py::handle h0, py::handle c0, bool reverse, bool training) {
+        return forward(CellKind::lstm, false, "lstm_forward", x, w, h0, c0, reverse, training, seq);
+    }, py::arg("x"), py::arg("weights"), py::arg("h0") = py::none(), py::arg("c0") = py::none(),
+       py::arg("reverse") = false, py::arg("training") = false);
+    m.def("gru_forward", [seq](py::handle x, py::handle w, py::handle h0, bool reverse, bool training) {
+        return forward(CellKind::gru, false, "gru_forward", x, w, h0, py::none(), reverse, training, seq);
+    }, py::arg("x"), py::arg("weights"), py::arg("h0") = py::none(), py::arg("reverse") = false,
+       py::arg("training") = false);
+    m.def("lstm_cell", [step](py::handle x, py::handle w, py::handle h, py::handle c, bool training) {
+        return forward(CellKind::lstm, true, "lstm_cell", x, w, h, c, false, training, step);
+    }, py::arg("x"), py::arg("weights"), py::arg("h") = py::none(), py::arg("c") = py::none(),
+       py::arg("training") = false);
+    m.def("gru_cell", [step](py::handle x, py::handle w, py::handle h, bool training) {
+        return forward(CellKind::gru, true, "gru_cell", x, w, h, py::none(), false, training, step);
+    }, py::arg("x"), py::arg("weights"), py::arg("h") = py::none(), py::arg("training") = false);
+
+    const GradNames seq_g{"dy", "dh_n", "dc_n"}, step_g{"dy", "dh", "dc"};
+    m.def("lstm_backward", [seq_g](py::handle ctx, py::handle dy, py::handle dh_n, py::handle dc_n) {
+        return backward(CellKind::lstm, false, "lstm_backward", ctx, dy, dh_n, dc_n, seq_g);
+    }, py::arg("ctx"), py::arg("dy") = py::none(), py::arg("dh_n") = py::none(), py::arg("dc_n") = py::none());
+    m.def("gru_backward", [seq_g](py::handle ctx, py::handle dy, py::handle dh_n) {
+        return backward(CellKind::gru, false, "gru_backward", ctx, dy, dh_n, py::none(), seq_g);
+    }, py::arg("ctx"), py::arg("dy") = py::none(), py::arg("dh_n") = py::none());
+    m.def("lstm_cell_backward", [step_g](py::handle ctx, py::handle dh, py::handle dc) {
+        return backward(CellKind::lstm, true, "lstm_cell_backward", ctx, py::none(), dh, dc, step_g);
+    }, py::arg("ctx"), py::arg("dh") = py::none(), py::arg("dc") = py::none());
+    m.def("gru_cell_backward", [step_g](py::handle ctx, py::handle dh) {
+        return backward(CellKind::gru, true, "gru_cell_backward", ctx, py::none(), dh, py::none(), step_g);
+    }, py::arg("ctx"), py::arg("dh") = py::none());
+}
+
+}  // namespace bind
+}  // namespace rnnkit

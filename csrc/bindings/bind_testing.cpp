@@ -1,0 +1,89 @@
+// Direct access to single kernels for the accuracy and GEMM tests.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "bindings/bind_common.h"
+#include "dispatch.h"
+#include "kernels/activation_accuracy.h"
+#include "layer/gemm_driver.h"
+#include "layer/threading.h"
+
+namespace rnnkit {
+namespace bind {
+
+namespace {
+
+template <typename T> using Arr = py::array_t<T, py::array::c_style>;
+
+const KernelSet& kernels_named(py::handle isa_obj) {
+    if (isa_obj.is_none()) return kernels_for(active_isa());
+    try {
+        return kernels_for(isa_from_name(py::cast<std::string>(isa_obj)));
+    } catch (const std::invalid_argument& e) {
+        throw py::value_error(std::string("isa: ") + e.what());
+    }
+}
+
+enum class Activation { sigmoid, tanh };
+
+template <typename T>
+py::array apply(Activation f, py::handle x_obj, const Kernels<T>& k) {
+    Arr<T> x = take_array<T>(x_obj, "x", {{kAnySize, "n"}});
+    Arr<T> y({x.shape(0)});
+    {
+        py::gil_scoped_release release;
+        (f == Activation::sigmoid ? k.sigmoid : k.tanh)(x.shape(0), x.data(), y.mutable_data());
+    }
+    return y;
+}
+
+py::array activation(Activation f, py::handle x, py::handle isa) {
+    const KernelSet& ks = kernels_named(isa);
+    bool is_double = false;
+    if (!is_float_dtype(x, &is_double)) raise_type_error("x: expected a 1-D numpy.ndarray of dtype float32 or float64");
+    return is_double ? apply<double>(f, x, ks.f64) : apply<float>(f, x, ks.f32);
+}
+
+// C = A @ B through packing, the driver and the micro-kernel.
+template <typename T>
+py::array gemm_impl(py::handle a_obj, py::handle b_obj, const Kernels<T>& k) {
+    Arr<T> a = take_array<T>(a_obj, "a", {{kAnySize, "M"}, {kAnySize, "K"}});
+    Arr<T> b = take_array<T>(b_obj, "b", {{a.shape(1), "K"}, {kAnySize, "N"}});
+    const int M = int(a.shape(0)), K = int(a.shape(1)), N = int(b.shape(1));
+    if (M < 1 || K < 1 || N < 1) raise_value_error("a, b: expected non-empty matrices");
+    Arr<T> c({py::ssize_t(M), py::ssize_t(N)});
+    {
+        py::gil_scoped_release release;
+        PackedMatrix<T> bp;
+        const int nth = get_num_threads();
+        pack_matrix(k, K, N, b.data(), N, 1, bp, nth);
+        gemm_parallel(k, M, a.data(), K, 1, bp, c.mutable_data(), N, false, nth);
+    }
+    return c;
+}
+
+py::array gemm(py::handle a, py::handle b, py::handle isa) {
+    const KernelSet& ks = kernels_named(isa);
+    bool is_double = false;
+    if (!is_float_dtype(a, &is_double)) raise_type_error("a: expected a numpy.ndarray of dtype float32 or float64");
+    return is_double ? gemm_impl<double>(a, b, ks.f64) : gemm_impl<float>(a, b, ks.f32);
+}
+
+}  // namespace
+
+void register_testing(py::module_& m) {
+    m.def("sigmoid", [](py::handle x, py::handle isa) { return activation(Activation::sigmoid, x, isa); },
+          py::arg("x"), py::arg("isa") = py::none());
+    m.def("tanh", [](py::handle x, py::handle isa) { return activation(Activation::tanh, x, isa); },
+          py::arg("x"), py::arg("isa") = py::none());
+    m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("isa") = py::none());
+    m.attr("SIGMOID_MAX_REL_ERR_F32") = kSigmoidMaxRelErrF32;
+    m.attr("TANH_MAX_REL_ERR_F32") = kTanhMaxRelErrF32;
+    m.attr("SIGMOID_MAX_REL_ERR_F64") = kSigmoidMaxRelErrF64;
+    m.attr("TANH_MAX_REL_ERR_F64") = kTanhMaxRelErrF64;
+}
+
+}  // namespace bind
+}  // namespace rnnkit

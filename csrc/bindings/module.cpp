@@ -1,0 +1,52 @@
+// The extension module: ISA and thread controls here, the rest registered
+// by the other binding files. Bindings only translate and check arguments.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <stdexcept>
+
+#include "dispatch.h"
+#include "layer/threading.h"
+
+namespace py = pybind11;
+
+namespace rnnkit {
+namespace bind {
+void register_rnn(py::module_& m);
+void register_testing(py::module_& m);
+}  // namespace bind
+}  // namespace rnnkit
+
+PYBIND11_MODULE(_core, m) {
+    using namespace rnnkit;
+    m.doc() = "rnnkit's compiled core: per-ISA LSTM/GRU kernels and their drivers";
+
+    m.def("isa", [] { return std::string(isa_name(active_isa())); });
+    m.def("available_isas", [] {
+        std::vector<std::string> out;
+        for (Isa i : available_isas()) out.emplace_back(isa_name(i));
+        return out;
+    });
+    m.def("set_isa", [](const std::string& name) {
+        Isa isa;
+        try {
+            isa = isa_from_name(name);
+        } catch (const std::invalid_argument& e) {
+            throw py::value_error(e.what());
+        }
+        set_active_isa(isa);   // std::runtime_error -> RuntimeError
+    }, py::arg("name"));
+    m.def("set_num_threads", [](int n) {
+        if (n < 1) throw py::value_error("n: expected a thread count >= 1, got " + std::to_string(n));
+        set_num_threads(n);
+    }, py::arg("n"));
+    m.def("get_num_threads", [] { return get_num_threads(); });
+#if defined(RNNKIT_HAVE_OPENMP)
+    m.attr("HAVE_OPENMP") = true;
+#else
+    m.attr("HAVE_OPENMP") = false;
+#endif
+
+    bind::register_rnn(m);
+    bind::register_testing(m);
+}
