@@ -44,8 +44,10 @@ template <> struct ExpConst<float> {
     // 1.5 * 2^23 rounds to an integer on addition; + 127 leaves n + bias in
     // the low mantissa bits, ready to be shifted into the exponent.
     static constexpr float round_magic = 12582912.0f + 127.0f;
-    // Below this, 2^n would be subnormal: e^x is flushed to 0 (< 1.7e-38).
-    static constexpr float x_min = -87.0f;
+    // Lowest x whose n = round(x log2 e) >= -127 keeps the exponent field of
+    // 2^n in range (n = -127 encodes 0). Every e^x that is a normal float
+    // (x >= -87.34) is computed; below x_min the result is flushed to 0.
+    static constexpr float x_min = -88.0f;
     // Taylor coefficients 1/k!, k = 7..2: truncation error of expm1(r) on
     // |r| <= 0.35 is below r^8/8! ~ 5e-9 absolute, 1.5e-8 relative.
     static constexpr int degree = 7;
@@ -58,7 +60,8 @@ template <> struct ExpConst<double> {
     static constexpr double ln2_lo = 1.90821492927058770002e-10;
     // 1.5 * 2^52 + 1023 (double's exponent bias).
     static constexpr double round_magic = 6755399441055744.0 + 1023.0;
-    static constexpr double x_min = -708.0;
+    // As for float: n >= -1023, and every normal e^x (x >= -708.40) computed.
+    static constexpr double x_min = -709.0;
     // Taylor coefficients 1/k!, k = 13..2: truncation r^14/14! relative to r
     // is below 1.2e-17 on |r| <= 0.35.
     static constexpr int degree = 13;
