@@ -1,0 +1,209 @@
+"""Results must not depend on how the work is split or how inputs are laid
+out in memory.
+
+The design fixes the reduction order, so forward outputs and every gradient
+are bitwise identical for any thread count. Non-contiguous inputs are
+accepted and give exactly the contiguous answer.
+"""
+
+import threading
+
+import numpy as np
+import pytest
+
+import rnnkit
+from conftest import (CELLS, GRU_CELL_GRADS, LSTM_CELL_GRADS, assert_all_equal, grads_dict,
+                      make_case, pack, rnnkit_forward_backward)
+
+
+@pytest.fixture
+def restore_threads():
+    """Put the thread count back however the test ends."""
+    saved = rnnkit.get_num_threads()
+    yield
+    rnnkit.set_num_threads(saved)
+
+
+# ----------------------------------------------------------- thread counts
+
+# Big enough that the drivers split hidden units (and batch) over threads: a
+# batched shape, and a B = 1 shape where only hidden units can be split.
+THREAD_SHAPES = [(20, 32, 96, 160), (30, 1, 64, 256)]
+
+
+@pytest.mark.parametrize("T,B,I,H", THREAD_SHAPES)
+@pytest.mark.parametrize("cell", CELLS)
+def test_results_do_not_depend_on_thread_count(cell, T, B, I, H, isa, dtype, restore_threads):
+    case = make_case(cell, T, B, I, H, dtype, seed=10)
+    reverse = B == 1  # cover both directions across the two shapes
+    results = {}
+    for n in (1, 2):
+        rnnkit.set_num_threads(n)
+        assert rnnkit.get_num_threads() == n
+        # Pack under each count too, in case packing is threaded.
+        results[n] = rnnkit_forward_backward(cell, case, reverse, pack(cell, case))
+    assert_all_equal(results[1][0], results[2][0], what="1 vs 2 threads: ")
+    assert_all_equal(results[1][1], results[2][1], what="1 vs 2 threads: ")
+
+
+@pytest.mark.parametrize("n", [0, -1, -8])
+def test_set_num_threads_rejects_non_positive(n, restore_threads):
+    before = rnnkit.get_num_threads()
+    with pytest.raises(ValueError):
+        rnnkit.set_num_threads(n)
+    assert rnnkit.get_num_threads() == before
+
+
+def test_get_num_threads_is_positive():
+    assert rnnkit.get_num_threads() >= 1
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_concurrent_python_threads(cell, isa, dtype):
+    # The bindings release the GIL; calls from several Python threads on one
+    # shared pack must not interfere (no shared scratch space).
+    T, B, I, H = 4, 3, 17, 33
+    base = make_case(cell, T, B, I, H, dtype, seed=11)
+    w = pack(cell, base)
+    cases = []
+    for k in range(4):
+        c = make_case(cell, T, B, I, H, dtype, seed=100 + k)
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            c[name] = base[name]
+        cases.append(c)
+    expected = [rnnkit_forward_backward(cell, c, k % 2 == 1, w) for k, c in enumerate(cases)]
+
+    got = [None] * len(cases)
+    errors = []
+
+    def work(k):
+        try:
+            for _ in range(5):
+                got[k] = rnnkit_forward_backward(cell, cases[k], k % 2 == 1, w)
+        except BaseException as e:  # surfaced in the main thread below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(cases))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for k in range(len(cases)):
+        assert_all_equal(expected[k][0], got[k][0], what=f"thread {k}: ")
+        assert_all_equal(expected[k][1], got[k][1], what=f"thread {k}: ")
+
+
+# ------------------------------------------------------------------ layout
+
+
+def first_axis_stride(a):
+    """Every other slice of a bigger array along axis 0 (like x[::2]); the
+    slices in between hold NaN, so reading them would show."""
+    big = np.full((2 * a.shape[0],) + a.shape[1:], np.nan, dtype=a.dtype)
+    big[::2] = a
+    return big[::2]
+
+
+def last_axis_stride(a):
+    """Every other element along the last axis: no unit stride anywhere."""
+    big = np.full(a.shape[:-1] + (2 * a.shape[-1],), np.nan, dtype=a.dtype)
+    big[..., ::2] = a
+    return big[..., ::2]
+
+
+def padded_rows(a):
+    """Rows of a wider array (a leading dimension larger than the row)."""
+    big = np.full(a.shape[:-1] + (a.shape[-1] + 3,), np.nan, dtype=a.dtype)
+    big[..., :a.shape[-1]] = a
+    return big[..., :a.shape[-1]]
+
+
+def negative_strides(a):
+    """Same values, walked backwards in memory along every axis."""
+    flipped = np.ascontiguousarray(a[(slice(None, None, -1),) * a.ndim])
+    return flipped[(slice(None, None, -1),) * a.ndim]
+
+
+def read_only(a):
+    """A contiguous copy that cannot be written (e.g. from np.frombuffer)."""
+    b = a.copy()
+    b.flags.writeable = False
+    return b
+
+
+LAYOUTS = {
+    "first-axis-stride": first_axis_stride,
+    "last-axis-stride": last_axis_stride,
+    "fortran-order": np.asfortranarray,
+    "padded-rows": padded_rows,
+    "negative-strides": negative_strides,
+    "read-only": read_only,
+}
+
+
+def relayout(case, fn):
+    out = {}
+    for k, v in case.items():
+        if v is None:
+            out[k] = None
+        else:
+            out[k] = fn(v)
+            assert np.array_equal(out[k], v)
+    return out
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("cell", CELLS)
+def test_layer_non_contiguous_inputs(cell, layout, isa, dtype):
+    # Every array argument (x, weights, biases, h0, c0, dy, dh_n, dc_n) in
+    # the given layout must give exactly the contiguous result.
+    T, B, I, H = 5, 3, 19, 21
+    case = make_case(cell, T, B, I, H, dtype, seed=12)
+    expected = rnnkit_forward_backward(cell, case, reverse=False)
+    odd = relayout(case, LAYOUTS[layout])
+    got = rnnkit_forward_backward(cell, odd, reverse=False)
+    assert_all_equal(expected[0], got[0], what=f"{layout}: ")
+    assert_all_equal(expected[1], got[1], what=f"{layout}: ")
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("cell", CELLS)
+def test_cell_non_contiguous_inputs(cell, layout, isa, dtype):
+    B, I, H = 3, 19, 21
+    case = make_case(cell, 1, B, I, H, dtype, seed=13)
+    case["x"] = np.ascontiguousarray(case["x"][0])
+
+    def run(c):
+        w = pack(cell, c)
+        if cell == "lstm":
+            h1, c1, ctx = rnnkit.lstm_cell(c["x"], w, c["h0"], c["c0"], training=True)
+            g = rnnkit.lstm_cell_backward(ctx, c["dh_n"], c["dc_n"])
+            return dict(h1=h1, c1=c1), grads_dict(g, LSTM_CELL_GRADS)
+        h1, ctx = rnnkit.gru_cell(c["x"], w, c["h0"], training=True)
+        g = rnnkit.gru_cell_backward(ctx, c["dh_n"])
+        return dict(h1=h1), grads_dict(g, GRU_CELL_GRADS)
+
+    expected = run(case)
+    got = run(relayout(case, LAYOUTS[layout]))
+    assert_all_equal(expected[0], got[0], what=f"{layout}: ")
+    assert_all_equal(expected[1], got[1], what=f"{layout}: ")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_broadcast_initial_state(cell, isa, dtype):
+    # A zero-stride h0/c0 (one row broadcast over the batch, read-only) is
+    # the same as the materialised array.
+    T, B, I, H = 3, 4, 7, 9
+    case = make_case(cell, T, B, I, H, dtype, seed=14)
+    for name in ("h0", "c0"):
+        if case.get(name) is not None:
+            case[name] = np.ascontiguousarray(np.broadcast_to(case[name][:1], (B, H)))
+    expected = rnnkit_forward_backward(cell, case, reverse=False)
+    bcast = dict(case)
+    for name in ("h0", "c0"):
+        if case.get(name) is not None:
+            bcast[name] = np.broadcast_to(case[name][:1], (B, H))
+    got = rnnkit_forward_backward(cell, bcast, reverse=False)
+    assert_all_equal(expected[0], got[0], what="broadcast state: ")
+    assert_all_equal(expected[1], got[1], what="broadcast state: ")
