@@ -1,0 +1,16 @@
+"""The README's usage example must run as written."""
+
+import pathlib
+import re
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_python_blocks_run():
+    # Every ```python block, executed in order in one namespace, as a user
+    # pasting them into a session would.
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    assert blocks, "README has no python example"
+    namespace: dict = {}
+    for code in blocks:
+        exec(compile(code, str(README), "exec"), namespace)
