@@ -17,6 +17,9 @@ namespace {
 
 template <typename T> using Arr = py::array_t<T, py::array::c_style>;
 
+// Largest dimension (and T * B, G * H) the int-indexed drivers accept.
+constexpr py::ssize_t kMaxDim = (py::ssize_t(1) << 31) - 1;
+
 const char* cell_name(CellKind c) { return c == CellKind::lstm ? "LSTM" : "GRU"; }
 const char* cell_prefix(CellKind c) { return c == CellKind::lstm ? "lstm" : "gru"; }
 
@@ -40,6 +43,9 @@ PackedHandle pack_impl(CellKind cell, py::handle w_ih_obj, py::handle w_hh_obj, 
                           " rows, which is not a positive multiple of " + std::to_string(G));
     if (I < 1) raise_value_error("weight_ih: expected at least one column (input_size >= 1)");
     const py::ssize_t H = rows / G;
+    // The drivers index with int: every dimension and G*H must fit.
+    if (rows > kMaxDim || I > kMaxDim)
+        raise_value_error("weight_ih: dimensions above " + std::to_string(kMaxDim) + " are not supported");
     Arr<T> w_hh = take_array<T>(w_hh_obj, "weight_hh", {{rows, "G*H"}, {H, "H"}});
     auto b_ih = take_optional<T>(b_ih_obj, "bias_ih", {{rows, "G*H"}});
     auto b_hh = take_optional<T>(b_hh_obj, "bias_hh", {{rows, "G*H"}});
@@ -93,6 +99,8 @@ py::object forward_impl(const PackedHandle& wh, CellKind cell, bool single_step,
     Arr<T> x = single_step ? take_array<T>(x_obj, "x", {{kAnySize, "B"}, {I, "I"}})
                            : take_array<T>(x_obj, "x", {{kAnySize, "T"}, {kAnySize, "B"}, {I, "I"}});
     const py::ssize_t steps = single_step ? 1 : x.shape(0), B = x.shape(single_step ? 0 : 1);
+    if (steps * B > kMaxDim)
+        raise_value_error("x: T * B above " + std::to_string(kMaxDim) + " rows is not supported; split the batch");
     if (steps < 1 || B < 1)
         raise_value_error(std::string("x: expected at least one ") + (steps < 1 ? "time step (T >= 1)" : "batch element (B >= 1)") +
                           ", got an empty array");

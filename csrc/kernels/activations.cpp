@@ -7,21 +7,14 @@ namespace RNNKIT_NS {
 
 namespace {
 
-template <typename T>
-void sigmoid_array(std::ptrdiff_t n, const T* x, T* y) {
+// y = f(x) elementwise, register by register; the tail goes through the
+// same instructions as full registers.
+template <typename T, typename Vec<T>::reg (*F)(typename Vec<T>::reg)>
+void elementwise(std::ptrdiff_t n, const T* x, T* y) {
     constexpr int W = Vec<T>::width;
     for (std::ptrdiff_t i = 0; i < n; i += W) {
         int lanes = n - i < W ? int(n - i) : W;
-        store_any(y + i, sigmoid<T>(load_any(x + i, lanes)), lanes);
-    }
-}
-
-template <typename T>
-void tanh_array(std::ptrdiff_t n, const T* x, T* y) {
-    constexpr int W = Vec<T>::width;
-    for (std::ptrdiff_t i = 0; i < n; i += W) {
-        int lanes = n - i < W ? int(n - i) : W;
-        store_any(y + i, tanh<T>(load_any(x + i, lanes)), lanes);
+        store_any(y + i, F(load_any(x + i, lanes)), lanes);
     }
 }
 
@@ -29,8 +22,8 @@ void tanh_array(std::ptrdiff_t n, const T* x, T* y) {
 
 template <typename T>
 void fill_activations(Kernels<T>& k) {
-    k.sigmoid = &sigmoid_array<T>;
-    k.tanh = &tanh_array<T>;
+    k.sigmoid = &elementwise<T, &sigmoid<T>>;
+    k.tanh = &elementwise<T, &tanh<T>>;
 }
 
 template void fill_activations<float>(Kernels<float>&);

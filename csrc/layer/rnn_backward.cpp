@@ -95,7 +95,7 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
         T* sums = internal.data();
         std::memset(sums, 0, std::size_t(GH) * sizeof(T));
         const int col_chunks = (GH + 63) / 64;
-        parallel_region(rows * GH > (1 << 16) ? nthreads : 1, [&](int tid, int nth) {
+        parallel_region(double(rows) * GH > 65536.0 ? nthreads : 1, [&](int tid, int nth) {
             int lo, hi;
             split_range(col_chunks, tid, nth, lo, hi);
             const int j0 = lo * 64, j1 = std::min(GH, hi * 64);
