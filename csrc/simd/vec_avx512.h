@@ -30,7 +30,6 @@ template <> struct Vec<float> {
     static inline reg div(reg a, reg b) { return _mm512_div_ps(a, b); }
     static inline reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
     static inline reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
-    static inline reg min(reg a, reg b) { return _mm512_min_ps(a, b); }
     static inline reg abs(reg a) {
         return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), _mm512_set1_epi32(0x7fffffff)));
     }
@@ -41,8 +40,10 @@ template <> struct Vec<float> {
         __m512i sign = _mm512_and_si512(_mm512_castps_si512(s), _mm512_set1_epi32(int(0x80000000u)));
         return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(a), sign));
     }
-    static inline reg shift_to_exponent(reg t) {
-        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), mantissa_bits));
+    static inline reg round(reg a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+    static inline reg pow2(reg n) {
+        __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(e, mantissa_bits));
     }
 };
 
@@ -61,7 +62,6 @@ template <> struct Vec<double> {
     static inline reg div(reg a, reg b) { return _mm512_div_pd(a, b); }
     static inline reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
     static inline reg max(reg a, reg b) { return _mm512_max_pd(a, b); }
-    static inline reg min(reg a, reg b) { return _mm512_min_pd(a, b); }
     static inline reg abs(reg a) {
         return _mm512_castsi512_pd(_mm512_and_si512(_mm512_castpd_si512(a), _mm512_set1_epi64(0x7fffffffffffffffLL)));
     }
@@ -72,8 +72,10 @@ template <> struct Vec<double> {
         __m512i sign = _mm512_and_si512(_mm512_castpd_si512(s), _mm512_set1_epi64((long long)0x8000000000000000ull));
         return _mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(a), sign));
     }
-    static inline reg shift_to_exponent(reg t) {
-        return _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_castpd_si512(t), mantissa_bits));
+    static inline reg round(reg a) { return _mm512_roundscale_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+    static inline reg pow2(reg n) {
+        __m512i e = _mm512_add_epi64(_mm512_cvtpd_epi64(n), _mm512_set1_epi64(1023));
+        return _mm512_castsi512_pd(_mm512_slli_epi64(e, mantissa_bits));
     }
 };
 

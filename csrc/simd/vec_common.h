@@ -41,9 +41,6 @@ template <> struct ExpConst<float> {
     // ln 2 split so that n * ln2_hi is exact for |n| < 2^8 (Cody-Waite).
     static constexpr float ln2_hi = 0.693359375f;
     static constexpr float ln2_lo = -2.12194440e-4f;
-    // 1.5 * 2^23 rounds to an integer on addition; + 127 leaves n + bias in
-    // the low mantissa bits, ready to be shifted into the exponent.
-    static constexpr float round_magic = 12582912.0f + 127.0f;
     // Lowest x whose n = round(x log2 e) >= -127 keeps the exponent field of
     // 2^n in range (n = -127 encodes 0). Every e^x that is a normal float
     // (x >= -87.34) is computed; below x_min the result is flushed to 0.
@@ -58,8 +55,6 @@ template <> struct ExpConst<double> {
     static constexpr double log2e = 1.4426950408889634074;
     static constexpr double ln2_hi = 6.93147180369123816490e-01;
     static constexpr double ln2_lo = 1.90821492927058770002e-10;
-    // 1.5 * 2^52 + 1023 (double's exponent bias).
-    static constexpr double round_magic = 6755399441055744.0 + 1023.0;
     // As for float: n >= -1023, and every normal e^x (x >= -708.40) computed.
     static constexpr double x_min = -709.0;
     // Taylor coefficients 1/k!, k = 13..2: truncation r^14/14! relative to r
@@ -81,17 +76,16 @@ inline void exp_expm1_neg(typename Vec<T>::reg x, typename Vec<T>::reg* e, typen
     using C = ExpConst<T>;
     typename V::reg xmin = V::set1(C::x_min);
     typename V::reg xc = V::max(x, xmin);
-    typename V::reg magic = V::set1(C::round_magic);
-    typename V::reg t = V::fmadd(xc, V::set1(C::log2e), magic);
-    typename V::reg n = V::sub(t, magic);
+    // An explicit rounding instruction, not the add-and-subtract-2^23 trick:
+    // that one breaks under excess precision (x87) or value-unsafe math.
+    typename V::reg n = V::round(V::mul(xc, V::set1(C::log2e)));
     typename V::reg r = V::fmadd(n, V::set1(-C::ln2_hi), xc);
     r = V::fmadd(n, V::set1(-C::ln2_lo), r);
     // Horner: q = 1/2! + r/3! + ... ; p = r + r^2 q = expm1(r).
     typename V::reg q = V::set1(C::coef[0]);
     for (int k = 1; k < C::degree - 1; ++k) q = V::fmadd(q, r, V::set1(C::coef[k]));
     typename V::reg p = V::fmadd(V::mul(r, r), q, r);
-    // t still holds n + bias in its low mantissa bits: 2^n from bits alone.
-    typename V::reg scale = V::shift_to_exponent(t);
+    typename V::reg scale = V::pow2(n);
     typename V::reg one = V::set1(T(1));
     typename V::mask under = V::lt(x, xmin);
     if (e) *e = V::select(under, V::zero(), V::fmadd(scale, p, scale));

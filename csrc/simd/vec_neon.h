@@ -29,7 +29,6 @@ template <> struct Vec<float> {
     static inline reg div(reg a, reg b) { return vdivq_f32(a, b); }
     static inline reg fmadd(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }
     static inline reg max(reg a, reg b) { return vmaxq_f32(a, b); }
-    static inline reg min(reg a, reg b) { return vminq_f32(a, b); }
     static inline reg abs(reg a) { return vabsq_f32(a); }
     static inline mask lt(reg a, reg b) { return vcltq_f32(a, b); }
     static inline mask isnan(reg a) { return vmvnq_u32(vceqq_f32(a, a)); }
@@ -38,8 +37,10 @@ template <> struct Vec<float> {
         uint32x4_t sign = vandq_u32(vreinterpretq_u32_f32(s), vdupq_n_u32(0x80000000u));
         return vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(a), sign));
     }
-    static inline reg shift_to_exponent(reg t) {
-        return vreinterpretq_f32_u32(vshlq_n_u32(vreinterpretq_u32_f32(t), mantissa_bits));
+    static inline reg round(reg a) { return vrndnq_f32(a); }
+    static inline reg pow2(reg n) {
+        int32x4_t e = vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127));
+        return vreinterpretq_f32_s32(vshlq_n_s32(e, mantissa_bits));
     }
 };
 
@@ -58,7 +59,6 @@ template <> struct Vec<double> {
     static inline reg div(reg a, reg b) { return vdivq_f64(a, b); }
     static inline reg fmadd(reg a, reg b, reg c) { return vfmaq_f64(c, a, b); }
     static inline reg max(reg a, reg b) { return vmaxq_f64(a, b); }
-    static inline reg min(reg a, reg b) { return vminq_f64(a, b); }
     static inline reg abs(reg a) { return vabsq_f64(a); }
     static inline mask lt(reg a, reg b) { return vcltq_f64(a, b); }
     static inline mask isnan(reg a) {
@@ -69,8 +69,10 @@ template <> struct Vec<double> {
         uint64x2_t sign = vandq_u64(vreinterpretq_u64_f64(s), vdupq_n_u64(0x8000000000000000ull));
         return vreinterpretq_f64_u64(vorrq_u64(vreinterpretq_u64_f64(a), sign));
     }
-    static inline reg shift_to_exponent(reg t) {
-        return vreinterpretq_f64_u64(vshlq_n_u64(vreinterpretq_u64_f64(t), mantissa_bits));
+    static inline reg round(reg a) { return vrndnq_f64(a); }
+    static inline reg pow2(reg n) {
+        int64x2_t e = vaddq_s64(vcvtq_s64_f64(n), vdupq_n_s64(1023));
+        return vreinterpretq_f64_s64(vshlq_n_s64(e, mantissa_bits));
     }
 };
 

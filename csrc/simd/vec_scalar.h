@@ -1,7 +1,8 @@
-// Scalar "vectors" of width 1: the portable baseline every CPU runs. Built
-// with the target's baseline flags only (no -march), so it is also the
-// reference point for what the SIMD kernels must reproduce.
+// Scalar "vectors" of width 1: the portable baseline every CPU runs, built
+// with the target's baseline flags only (no -march). Without FMA its fmadd
+// rounds twice, so it agrees with the SIMD kernels to rounding, not bitwise.
 #pragma once
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -33,7 +34,6 @@ template <> struct Vec<float> {
     // non-FMA path of the scalar build.
     static inline reg fmadd(reg a, reg b, reg c) { return a * b + c; }
     static inline reg max(reg a, reg b) { return a > b ? a : b; }
-    static inline reg min(reg a, reg b) { return a < b ? a : b; }
     static inline reg abs(reg a) { return a < 0.0f ? -a : (a == 0.0f ? 0.0f : a); }
     static inline mask lt(reg a, reg b) { return a < b; }
     static inline mask isnan(reg a) { return a != a; }
@@ -43,10 +43,11 @@ template <> struct Vec<float> {
         bits ua, us; std::memcpy(&ua, &a, 4); std::memcpy(&us, &s, 4);
         ua |= us & 0x80000000u; std::memcpy(&a, &ua, 4); return a;
     }
-    // Move the low mantissa bits of t (holding a biased exponent placed there
-    // by the round-to-integer magic constant) into the exponent field.
-    static inline reg shift_to_exponent(reg t) {
-        bits u; std::memcpy(&u, &t, 4); u <<= mantissa_bits;
+    // Round to the nearest integer (ties to even, the default mode).
+    static inline reg round(reg a) { return std::nearbyint(a); }
+    // 2^n for an integral n in [-127, 127]; n = -127 gives 0.
+    static inline reg pow2(reg n) {
+        bits u = bits(static_cast<std::int32_t>(n) + 127) << mantissa_bits;
         float r; std::memcpy(&r, &u, 4); return r;
     }
 };
@@ -67,7 +68,6 @@ template <> struct Vec<double> {
     static inline reg div(reg a, reg b) { return a / b; }
     static inline reg fmadd(reg a, reg b, reg c) { return a * b + c; }
     static inline reg max(reg a, reg b) { return a > b ? a : b; }
-    static inline reg min(reg a, reg b) { return a < b ? a : b; }
     static inline reg abs(reg a) { return a < 0.0 ? -a : (a == 0.0 ? 0.0 : a); }
     static inline mask lt(reg a, reg b) { return a < b; }
     static inline mask isnan(reg a) { return a != a; }
@@ -76,8 +76,10 @@ template <> struct Vec<double> {
         bits ua, us; std::memcpy(&ua, &a, 8); std::memcpy(&us, &s, 8);
         ua |= us & 0x8000000000000000ull; std::memcpy(&a, &ua, 8); return a;
     }
-    static inline reg shift_to_exponent(reg t) {
-        bits u; std::memcpy(&u, &t, 8); u <<= mantissa_bits;
+    static inline reg round(reg a) { return std::nearbyint(a); }
+    // 2^n for an integral n in [-1023, 1023]; n = -1023 gives 0.
+    static inline reg pow2(reg n) {
+        bits u = bits(static_cast<std::int64_t>(n) + 1023) << mantissa_bits;
         double r; std::memcpy(&r, &u, 8); return r;
     }
 };
