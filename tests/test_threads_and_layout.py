@@ -6,6 +6,7 @@ are bitwise identical for any thread count. Non-contiguous inputs are
 accepted and give exactly the contiguous answer.
 """
 
+import pickle
 import threading
 
 import numpy as np
@@ -132,6 +133,24 @@ def read_only(a):
     return b
 
 
+def misaligned(a):
+    """Contiguous but not aligned to the element size (np.frombuffer at an
+    odd byte offset): valid NumPy, undefined behaviour if read in place."""
+    raw = np.zeros(a.nbytes + 1, np.uint8)
+    b = np.frombuffer(raw.data, dtype=a.dtype, count=a.size, offset=1).reshape(a.shape)
+    b[...] = a
+    assert not b.flags.aligned
+    return b
+
+
+def unpickled(a):
+    """A pickle round trip (multiprocessing, joblib) gives a dtype that is
+    equal to, but not the same object as, np.dtype(np.float32)."""
+    b = pickle.loads(pickle.dumps(a))
+    assert b.dtype == a.dtype
+    return b
+
+
 LAYOUTS = {
     "first-axis-stride": first_axis_stride,
     "last-axis-stride": last_axis_stride,
@@ -139,6 +158,8 @@ LAYOUTS = {
     "padded-rows": padded_rows,
     "negative-strides": negative_strides,
     "read-only": read_only,
+    "misaligned": misaligned,
+    "unpickled": unpickled,
 }
 
 

@@ -36,7 +36,9 @@ py::array_t<T, py::array::c_style> take_array(py::handle obj, const char* name, 
         raise_type_error(std::string(name) + ": expected a numpy.ndarray of dtype " + dtype_name<T>() + ", got " +
                          std::string(py::str(py::type::of(obj).attr("__name__"))));
     py::array arr = py::reinterpret_borrow<py::array>(obj);
-    if (!arr.dtype().is(py::dtype::of<T>()))
+    // Equivalence, not identity: unpickled arrays carry equal but distinct
+    // dtype objects. Byte-swapped dtypes are not equivalent and are refused.
+    if (!py::isinstance<py::array_t<T>>(arr))
         raise_type_error(std::string(name) + ": expected dtype " + dtype_name<T>() + ", got " +
                          std::string(py::str(arr.dtype())));
     if (arr.ndim() != py::ssize_t(dims.size()))
@@ -49,6 +51,9 @@ py::array_t<T, py::array::c_style> take_array(py::handle obj, const char* name, 
                               actual_shape(arr));
         ++i;
     }
+    // Kernels assume naturally aligned elements (np.frombuffer with an odd
+    // offset is not): copy such arrays, and non-contiguous ones, once.
+    if (!(arr.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) arr = arr.attr("copy")();
     return py::array_t<T, py::array::c_style>::ensure(arr);
 }
 
@@ -57,9 +62,8 @@ template py::array_t<double, py::array::c_style> take_array<double>(py::handle, 
 
 bool is_float_dtype(py::handle obj, bool* is_double) {
     if (!py::isinstance<py::array>(obj)) return false;
-    py::dtype dt = py::reinterpret_borrow<py::array>(obj).dtype();
-    if (dt.is(py::dtype::of<float>())) { *is_double = false; return true; }
-    if (dt.is(py::dtype::of<double>())) { *is_double = true; return true; }
+    if (py::isinstance<py::array_t<float>>(obj)) { *is_double = false; return true; }
+    if (py::isinstance<py::array_t<double>>(obj)) { *is_double = true; return true; }
     return false;
 }
 
