@@ -17,8 +17,9 @@ namespace {
 
 template <typename T> using Arr = py::array_t<T, py::array::c_style>;
 
-// Largest dimension (and T * B, G * H) the int-indexed drivers accept.
-constexpr py::ssize_t kMaxDim = (py::ssize_t(1) << 31) - 1;
+// Largest dimension (and T * B, G * H) the int-indexed drivers accept; 2^30
+// leaves room for the blocking arithmetic (rounding up to tiles) in int.
+constexpr py::ssize_t kMaxDim = py::ssize_t(1) << 30;
 
 const char* cell_name(CellKind c) { return c == CellKind::lstm ? "LSTM" : "GRU"; }
 const char* cell_prefix(CellKind c) { return c == CellKind::lstm ? "lstm" : "gru"; }

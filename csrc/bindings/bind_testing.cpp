@@ -51,6 +51,8 @@ template <typename T>
 py::array gemm_impl(py::handle a_obj, py::handle b_obj, const Kernels<T>& k) {
     Arr<T> a = take_array<T>(a_obj, "a", {{kAnySize, "M"}, {kAnySize, "K"}});
     Arr<T> b = take_array<T>(b_obj, "b", {{a.shape(1), "K"}, {kAnySize, "N"}});
+    if (a.shape(0) > (1 << 30) || a.shape(1) > (1 << 30) || b.shape(1) > (1 << 30))
+        raise_value_error("a, b: dimensions above 2^30 are not supported");
     const int M = int(a.shape(0)), K = int(a.shape(1)), N = int(b.shape(1));
     if (M < 1 || K < 1 || N < 1) raise_value_error("a, b: expected non-empty matrices");
     Arr<T> c({py::ssize_t(M), py::ssize_t(N)});
