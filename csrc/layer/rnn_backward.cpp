@@ -62,13 +62,13 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
                 }
             }
             // The product below reads the gate gradients of every unit.
-            region_barrier();
+            region_barrier(nth);
             // dh_{t-1} = dgh_t x W_hh (GRU: added to the direct path dh * z).
             if (pb < pe) {
                 const int n0 = pb * whh.nr, n1 = std::min(H, pe * whh.nr);
                 gemm_serial(kern, B, n0, n1, dgh_t, GH, 1, whh, dh.data() + n0, H, !lstm);
             }
-            region_barrier();
+            region_barrier(nth);
         }
     });
     std::memcpy(a.dh0, dh.data(), BH * sizeof(T));
@@ -104,7 +104,9 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
         rows_to_torch_order(w.layout, 1, sums, out);
     };
     bias_grad(dgx.data(), a.db_ih);
-    bias_grad(dgh, a.db_hh);
+    // The LSTM's two biases enter the same sum: their gradients are equal.
+    if (lstm) std::memcpy(a.db_hh, a.db_ih, std::size_t(GH) * sizeof(T));
+    else bias_grad(dgh, a.db_hh);
 }
 
 template void rnn_backward<float>(const TrainingContext<float>&, const BackwardArgs<float>&, int);

@@ -9,8 +9,9 @@
 namespace rnnkit {
 
 // Threads for the time loop. Each step ends in a barrier (~1 us with two
-// threads), so steps with little recurrent work run on one thread; threads
-// split unit blocks, so there is no point in more threads than blocks.
+// threads), so steps with little recurrent work run on one thread. Threads
+// split blocks of hidden units only (the batch is not split yet), so there
+// is no point in more threads than blocks.
 template <typename T>
 int time_loop_threads(const PackedRnn<T>& w, int batch, int nthreads) {
     const double step_flops = 2.0 * batch * w.G * double(w.H) * w.H;

@@ -113,7 +113,7 @@ void rnn_forward(const PackedRnn<T>& w, const ForwardArgs<T>& a, TrainingContext
                     }
                 }
                 // The next step reads every unit of this step's h.
-                region_barrier();
+                region_barrier(nth);
             }
         });
     }

@@ -26,11 +26,16 @@ void parallel_region(int nthreads, Body&& body) {
     body(0, 1);
 }
 
-// All threads of the current parallel_region wait here.
-inline void region_barrier() {
+// All `nthreads` threads of the current parallel_region wait here. With one
+// thread there is nothing to wait for, and an orphaned OpenMP barrier would
+// bind to a caller's own OpenMP team instead.
+inline void region_barrier(int nthreads) {
 #if defined(RNNKIT_HAVE_OPENMP)
+    if (nthreads > 1) {
 #pragma omp barrier
+    }
 #endif
+    (void)nthreads;
 }
 
 // Contiguous, balanced share [begin, end) of n items for thread tid.
