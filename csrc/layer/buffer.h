@@ -1,9 +1,10 @@
 // A 64-byte aligned, move-only array for packed weights and workspaces.
 #pragma once
 #include <cstddef>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <new>
-#include <utility>
 
 namespace rnnkit {
 
@@ -24,9 +25,18 @@ public:
     ~AlignedBuffer() { release(); }
 
     // Uninitialised storage for n elements (the previous contents are lost).
+    // malloc plus manual alignment rather than aligned operator new, which
+    // older macOS deployment targets lack; the raw pointer sits just before
+    // the aligned block.
     void reset(std::size_t n) {
         release();
-        if (n) p_ = static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(kAlign)));
+        if (n == 0) return;
+        void* raw = std::malloc(n * sizeof(T) + kAlign + sizeof(void*));
+        if (!raw) throw std::bad_alloc();
+        std::uintptr_t start = reinterpret_cast<std::uintptr_t>(raw) + sizeof(void*);
+        std::uintptr_t aligned = (start + kAlign - 1) & ~std::uintptr_t(kAlign - 1);
+        reinterpret_cast<void**>(aligned)[-1] = raw;
+        p_ = reinterpret_cast<T*>(aligned);
         n_ = n;
     }
     void fill_zero() { if (n_) std::memset(p_, 0, n_ * sizeof(T)); }
@@ -37,7 +47,7 @@ public:
 
 private:
     void release() {
-        if (p_) ::operator delete(p_, std::align_val_t(kAlign));
+        if (p_) std::free(reinterpret_cast<void**>(p_)[-1]);
         p_ = nullptr;
         n_ = 0;
     }

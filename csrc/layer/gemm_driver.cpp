@@ -23,7 +23,7 @@ void pack_matrix(const Kernels<T>& kern, int K, int N, const T* b, std::ptrdiff_
             const int k0 = (item / panels) * kGemmKC, j = (item % panels) * out.nr;
             const int kc = K - k0 < kGemmKC ? K - k0 : kGemmKC;
             const int nc = N - j < out.nr ? N - j : out.nr;
-            kern.pack_b_panel(kc, nc, b + k0 * rsb + j * csb, rsb, csb, const_cast<T*>(out.panel(k0, j)));
+            kern.pack_b_panel(kc, nc, b + k0 * rsb + j * csb, rsb, csb, out.panel(k0, j));
         }
     });
 }

@@ -24,10 +24,12 @@ struct PackedMatrix {
 
     int padded_n() const { return (N + nr - 1) / nr * nr; }
     // Panel holding columns [j, j + nr) of k block starting at k0 (j % nr == 0).
-    const T* panel(int k0, int j) const {
+    std::size_t panel_offset(int k0, int j) const {
         const int kc = K - k0 < kGemmKC ? K - k0 : kGemmKC;
-        return data.data() + std::size_t(k0) * padded_n() + std::size_t(j / nr) * nr * kc;
+        return std::size_t(k0) * padded_n() + std::size_t(j / nr) * nr * kc;
     }
+    const T* panel(int k0, int j) const { return data.data() + panel_offset(k0, j); }
+    T* panel(int k0, int j) { return data.data() + panel_offset(k0, j); }
 };
 
 // Packs b(k, n) = b[k * rsb + n * csb], K x N, for these kernels.
