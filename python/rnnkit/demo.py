@@ -46,14 +46,21 @@ def check_against_reference(rng) -> None:
         print(f"  {isa:7s} float64 vs reference: LSTM max rel err {lstm_err:.1e}, GRU {gru_err:.1e}")
 
 
-def _median_time(fn, repeats: int = 7) -> float:
-    fn()
-    times = []
+def _interleaved_medians(fns: dict, repeats: int = 7, settle: float = 0.15) -> dict:
+    """Median seconds of each callable, repetitions interleaved so drift hits
+    all alike. Before each timed call the machine settles: a BLAS's worker
+    threads keep spinning for ~0.1 s after a call (OpenBLAS does), which
+    would otherwise slow whichever candidate runs next."""
+    times = {name: [] for name in fns}
+    for fn in fns.values():
+        fn()  # warm-up: first-touch allocations, lazy packing
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+        for name, fn in fns.items():
+            time.sleep(settle)
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def time_layers(rng) -> None:
@@ -68,13 +75,11 @@ def time_layers(rng) -> None:
         forward = getattr(rnnkit, f"{cell}_forward")
         backward = getattr(rnnkit, f"{cell}_backward")
         w = pack(*p)
-        fwd = _median_time(lambda: forward(x, w))
 
         def train_step():
             out = forward(x, pack(*p), training=True)
             backward(out[-1], dy)
 
-        train = _median_time(train_step)
         xs, wt, ht, h = x.reshape(T * B, I), p[0].T.copy(), p[1].T.copy(), np.zeros((B, H), np.float32)
 
         def gemm_only():
@@ -82,7 +87,8 @@ def time_layers(rng) -> None:
             for _ in range(T):
                 h @ ht
 
-        bound = _median_time(gemm_only)
+        m = _interleaved_medians({"forward": lambda: forward(x, w), "train": train_step, "bound": gemm_only})
+        fwd, train, bound = m["forward"], m["train"], m["bound"]
         print(f"  {cell.upper():4s} forward {fwd * 1e3:7.2f} ms   GEMM-only bound (NumPy) {bound * 1e3:7.2f} ms"
               f"   training step {train * 1e3:7.2f} ms")
 
@@ -92,7 +98,7 @@ def main() -> None:
     print(f"rnnkit {rnnkit.__version__} on {platform.machine()}: ISAs {', '.join(rnnkit.available_isas())}")
     print("Correctness:")
     check_against_reference(rng)
-    print("Speed (medians of 7):")
+    print("Speed (medians of 7 interleaved repetitions):")
     time_layers(rng)
 
 
