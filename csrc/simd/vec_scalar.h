@@ -14,18 +14,19 @@ namespace scalar {
 constexpr int kGemmMR = 4;
 constexpr int kGemmNV = 4;
 
-template <typename T> struct Vec;
-
-template <> struct Vec<float> {
-    using reg = float;
+// One template serves float and double: they differ only in the integer
+// type of their bits, the mantissa width and the exponent bias.
+template <typename T, typename Bits, int MantissaBits, int ExponentBias>
+struct ScalarVec {
+    using reg = T;
     using mask = bool;
-    using bits = std::uint32_t;
+    using bits = Bits;
     static constexpr int width = 1;
-    static constexpr int mantissa_bits = 23;
-    static inline reg zero() { return 0.0f; }
-    static inline reg set1(float v) { return v; }
-    static inline reg load(const float* p) { return *p; }
-    static inline void store(float* p, reg v) { *p = v; }
+    static constexpr int mantissa_bits = MantissaBits;
+    static inline reg zero() { return T(0); }
+    static inline reg set1(T v) { return v; }
+    static inline reg load(const T* p) { return *p; }
+    static inline void store(T* p, reg v) { *p = v; }
     static inline reg add(reg a, reg b) { return a + b; }
     static inline reg sub(reg a, reg b) { return a - b; }
     static inline reg mul(reg a, reg b) { return a * b; }
@@ -34,55 +35,34 @@ template <> struct Vec<float> {
     // non-FMA path of the scalar build.
     static inline reg fmadd(reg a, reg b, reg c) { return a * b + c; }
     static inline reg max(reg a, reg b) { return a > b ? a : b; }
-    static inline reg abs(reg a) { return a < 0.0f ? -a : (a == 0.0f ? 0.0f : a); }
+    static inline reg abs(reg a) { return a < T(0) ? -a : (a == T(0) ? T(0) : a); }
     static inline mask lt(reg a, reg b) { return a < b; }
     static inline mask isnan(reg a) { return a != a; }
     static inline reg select(mask m, reg a, reg b) { return m ? a : b; }
     // Copy the sign bit of s onto the non-negative value a.
     static inline reg copysign_pos(reg a, reg s) {
-        bits ua, us; std::memcpy(&ua, &a, 4); std::memcpy(&us, &s, 4);
-        ua |= us & 0x80000000u; std::memcpy(&a, &ua, 4); return a;
+        const Bits sign = Bits(1) << (8 * sizeof(T) - 1);
+        Bits ua, us;
+        std::memcpy(&ua, &a, sizeof(T));
+        std::memcpy(&us, &s, sizeof(T));
+        ua |= us & sign;
+        std::memcpy(&a, &ua, sizeof(T));
+        return a;
     }
     // Round to the nearest integer (ties to even, the default mode).
     static inline reg round(reg a) { return std::nearbyint(a); }
-    // 2^n for an integral n in [-127, 127]; n = -127 gives 0.
+    // 2^n for an integral n in [-bias, bias]; n = -bias gives 0.
     static inline reg pow2(reg n) {
-        bits u = bits(static_cast<std::int32_t>(n) + 127) << mantissa_bits;
-        float r; std::memcpy(&r, &u, 4); return r;
+        const Bits u = Bits(static_cast<long long>(n) + ExponentBias) << MantissaBits;
+        T r;
+        std::memcpy(&r, &u, sizeof(T));
+        return r;
     }
 };
 
-template <> struct Vec<double> {
-    using reg = double;
-    using mask = bool;
-    using bits = std::uint64_t;
-    static constexpr int width = 1;
-    static constexpr int mantissa_bits = 52;
-    static inline reg zero() { return 0.0; }
-    static inline reg set1(double v) { return v; }
-    static inline reg load(const double* p) { return *p; }
-    static inline void store(double* p, reg v) { *p = v; }
-    static inline reg add(reg a, reg b) { return a + b; }
-    static inline reg sub(reg a, reg b) { return a - b; }
-    static inline reg mul(reg a, reg b) { return a * b; }
-    static inline reg div(reg a, reg b) { return a / b; }
-    static inline reg fmadd(reg a, reg b, reg c) { return a * b + c; }
-    static inline reg max(reg a, reg b) { return a > b ? a : b; }
-    static inline reg abs(reg a) { return a < 0.0 ? -a : (a == 0.0 ? 0.0 : a); }
-    static inline mask lt(reg a, reg b) { return a < b; }
-    static inline mask isnan(reg a) { return a != a; }
-    static inline reg select(mask m, reg a, reg b) { return m ? a : b; }
-    static inline reg copysign_pos(reg a, reg s) {
-        bits ua, us; std::memcpy(&ua, &a, 8); std::memcpy(&us, &s, 8);
-        ua |= us & 0x8000000000000000ull; std::memcpy(&a, &ua, 8); return a;
-    }
-    static inline reg round(reg a) { return std::nearbyint(a); }
-    // 2^n for an integral n in [-1023, 1023]; n = -1023 gives 0.
-    static inline reg pow2(reg n) {
-        bits u = bits(static_cast<std::int64_t>(n) + 1023) << mantissa_bits;
-        double r; std::memcpy(&r, &u, 8); return r;
-    }
-};
+template <typename T> struct Vec;
+template <> struct Vec<float> : ScalarVec<float, std::uint32_t, 23, 127> {};
+template <> struct Vec<double> : ScalarVec<double, std::uint64_t, 52, 1023> {};
 
 }  // namespace scalar
 }  // namespace rnnkit
