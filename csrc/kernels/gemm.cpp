@@ -72,12 +72,31 @@ void gemm_ukernel(int m, int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrd
 template <typename T>
 void pack_b_panel(int k, int n, const T* b, std::ptrdiff_t rsb, std::ptrdiff_t csb, T* panel) {
     constexpr int NR = NV * Vec<T>::width;
-    for (int p = 0; p < k; ++p) {
-        T* dst = panel + p * NR;
-        const T* src = b + p * rsb;
-        int j = 0;
-        for (; j < n; ++j) dst[j] = src[j * csb];
-        for (; j < NR; ++j) dst[j] = T(0);
+    // Rows of B contiguous: copy each k row of the panel straight across.
+    if (csb == 1) {
+        for (int p = 0; p < k; ++p) {
+            T* dst = panel + p * NR;
+            const T* src = b + p * rsb;
+            int j = 0;
+            for (; j < n; ++j) dst[j] = src[j];
+            for (; j < NR; ++j) dst[j] = T(0);
+        }
+        return;
+    }
+    // Columns of B contiguous (B is a transposed weight matrix): walking k
+    // for each column reads whole cache lines, while walking columns first
+    // would touch NR lines a power-of-two stride apart that share a few L1
+    // sets and evict each other. Chunks of kPackDepth k keep the panel rows
+    // being written in L1.
+    constexpr int kPackDepth = 16;
+    for (int p0 = 0; p0 < k; p0 += kPackDepth) {
+        const int pd = k - p0 < kPackDepth ? k - p0 : kPackDepth;
+        for (int j = 0; j < n; ++j) {
+            const T* src = b + p0 * rsb + j * csb;
+            for (int p = 0; p < pd; ++p) panel[(p0 + p) * NR + j] = src[p * rsb];
+        }
+        for (int p = p0; p < p0 + pd; ++p)
+            for (int j = n; j < NR; ++j) panel[p * NR + j] = T(0);
     }
 }
 
