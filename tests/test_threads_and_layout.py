@@ -228,3 +228,25 @@ def test_broadcast_initial_state(cell, isa, dtype):
     got = rnnkit_forward_backward(cell, bcast, reverse=False)
     assert_all_equal(expected[0], got[0], what="broadcast state: ")
     assert_all_equal(expected[1], got[1], what="broadcast state: ")
+
+
+# ----------------------------------------------------------- workspace cache
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_reused_workspace_does_not_leak_into_results(cell, isa, dtype):
+    """Large workspaces freed by one call are handed to the next one with
+    their old contents; results must not depend on them. A run on NaN
+    inputs leaves NaN in every kept block; the next run must be clean and
+    identical to a run on freshly allocated memory."""
+    T, B, I, H = 20, 16, 64, 96   # every workspace is above the cache's 256 KiB floor
+    case = make_case(cell, T, B, I, H, dtype, seed=3)
+    poisoned = dict(case, x=np.full_like(case["x"], np.nan), h0=np.full_like(case["h0"], np.nan))
+    rnnkit.clear_workspace_cache()
+    fresh = rnnkit_forward_backward(cell, case, reverse=False)
+    rnnkit_forward_backward(cell, poisoned, reverse=False)
+    assert rnnkit.workspace_cache_bytes() > 0
+    reused = rnnkit_forward_backward(cell, case, reverse=False)
+    for got, want in zip(reused, fresh):
+        assert_all_equal(got, want, "reused workspace: ")
+    assert rnnkit.clear_workspace_cache() > 0
+    assert rnnkit.workspace_cache_bytes() == 0

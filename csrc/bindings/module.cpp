@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "dispatch.h"
+#include "layer/block_cache.h"
 #include "layer/threading.h"
 
 namespace py = pybind11;
@@ -41,6 +42,8 @@ PYBIND11_MODULE(_core, m) {
         set_num_threads(n);
     }, py::arg("n"));
     m.def("get_num_threads", [] { return get_num_threads(); });
+    m.def("workspace_cache_bytes", [] { return block_cache_bytes(); });
+    m.def("clear_workspace_cache", [] { return block_cache_clear(); });
 #if defined(RNNKIT_HAVE_OPENMP)
     m.attr("HAVE_OPENMP") = true;
 #else

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <new>
 
+#include "layer/block_cache.h"
+
 namespace rnnkit {
 
 template <typename T>
@@ -17,25 +19,23 @@ public:
     explicit AlignedBuffer(std::size_t n) { reset(n); }
     AlignedBuffer(const AlignedBuffer&) = delete;
     AlignedBuffer& operator=(const AlignedBuffer&) = delete;
-    AlignedBuffer(AlignedBuffer&& o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr; o.n_ = 0; }
+    AlignedBuffer(AlignedBuffer&& o) noexcept { take(o); }
     AlignedBuffer& operator=(AlignedBuffer&& o) noexcept {
-        if (this != &o) { release(); p_ = o.p_; n_ = o.n_; o.p_ = nullptr; o.n_ = 0; }
+        if (this != &o) { release(); take(o); }
         return *this;
     }
     ~AlignedBuffer() { release(); }
 
     // Uninitialised storage for n elements (the previous contents are lost).
-    // malloc plus manual alignment rather than aligned operator new, which
-    // older macOS deployment targets lack; the raw pointer sits just before
-    // the aligned block.
+    // Large blocks may come back from the block cache with old contents.
+    // Manual alignment rather than aligned operator new, which older macOS
+    // deployment targets lack.
     void reset(std::size_t n) {
         release();
         if (n == 0) return;
-        void* raw = std::malloc(n * sizeof(T) + kAlign + sizeof(void*));
-        if (!raw) throw std::bad_alloc();
-        std::uintptr_t start = reinterpret_cast<std::uintptr_t>(raw) + sizeof(void*);
-        std::uintptr_t aligned = (start + kAlign - 1) & ~std::uintptr_t(kAlign - 1);
-        reinterpret_cast<void**>(aligned)[-1] = raw;
+        if (n > (SIZE_MAX - kAlign) / sizeof(T)) throw std::bad_alloc();
+        raw_ = block_acquire(n * sizeof(T) + kAlign, &raw_bytes_);
+        std::uintptr_t aligned = (reinterpret_cast<std::uintptr_t>(raw_) + kAlign - 1) & ~std::uintptr_t(kAlign - 1);
         p_ = reinterpret_cast<T*>(aligned);
         n_ = n;
     }
@@ -47,11 +47,25 @@ public:
 
 private:
     void release() {
-        if (p_) std::free(reinterpret_cast<void**>(p_)[-1]);
+        if (raw_) block_release(raw_, raw_bytes_);
+        raw_ = nullptr;
+        raw_bytes_ = 0;
         p_ = nullptr;
         n_ = 0;
     }
-    T* p_ = nullptr;
+    void take(AlignedBuffer& o) {
+        raw_ = o.raw_;
+        raw_bytes_ = o.raw_bytes_;
+        p_ = o.p_;
+        n_ = o.n_;
+        o.raw_ = nullptr;
+        o.raw_bytes_ = 0;
+        o.p_ = nullptr;
+        o.n_ = 0;
+    }
+    void* raw_ = nullptr;          // block as allocated
+    std::size_t raw_bytes_ = 0;    // its size
+    T* p_ = nullptr;               // first aligned element
     std::size_t n_ = 0;
 };
 

@@ -43,7 +43,7 @@ std::shared_ptr<PackedRnn<T>> pack_rnn(CellKind cell, Isa isa, int I, int H, con
     const int GH = p->G * H;
 
     // Reorder the gate rows once, then pack the transposes: B(k, n) = W[n][k].
-    std::vector<T> wi(std::size_t(GH) * I), wh(std::size_t(GH) * H);
+    AlignedBuffer<T> wi(std::size_t(GH) * I), wh(std::size_t(GH) * H);
     rows_to_internal(p->layout, I, w_ih, wi.data());
     rows_to_internal(p->layout, H, w_hh, wh.data());
     pack_matrix(*p->kern, I, GH, wi.data(), 1, I, p->wih_t, nthreads);
@@ -70,7 +70,7 @@ void PackedRnn<T>::pack_backward(int nthreads) const {
         // The forward packs hold W^T; unpack them to internal-order W rows
         // and pack those as (GH x I) and (GH x H) B operands.
         const int GH = G * H;
-        std::vector<T> wt(std::size_t(GH) * (I > H ? I : H));
+        AlignedBuffer<T> wt(std::size_t(GH) * (I > H ? I : H));
         unpack_matrix(wih_t, wt.data());   // I x GH
         pack_matrix(*kern, GH, I, wt.data(), 1, GH, wih_n_, nthreads);
         unpack_matrix(whh_t, wt.data());   // H x GH

@@ -1,0 +1,108 @@
+#include "layer/block_cache.h"
+
+#include <cstdlib>
+#include <mutex>
+#include <new>
+#include <vector>
+
+namespace rnnkit {
+
+namespace {
+
+// At most this many blocks and bytes are kept: enough for every buffer of
+// one training step of a large layer, little enough that an idle process
+// does not hold much beyond what its last call needed.
+constexpr std::size_t kMaxBlocks = 16;
+constexpr std::size_t kMaxBytes = std::size_t(512) << 20;
+
+struct Block {
+    void* ptr;
+    std::size_t bytes;
+};
+
+struct Cache {
+    std::mutex mu;
+    std::vector<Block> blocks;   // oldest first
+    std::size_t bytes = 0;
+};
+
+Cache& cache() {
+    // Never destroyed: buffers released during static destruction must
+    // still find it.
+    static Cache* c = new Cache();
+    return *c;
+}
+
+}  // namespace
+
+void* block_acquire(std::size_t bytes, std::size_t* got) {
+    if (bytes >= kCachedBlockMin) {
+        Cache& c = cache();
+        std::lock_guard<std::mutex> lock(c.mu);
+        // Smallest kept block that fits without wasting more than half of it.
+        std::size_t best = c.blocks.size();
+        for (std::size_t i = 0; i < c.blocks.size(); ++i) {
+            const std::size_t b = c.blocks[i].bytes;
+            if (b >= bytes && b / 2 <= bytes && (best == c.blocks.size() || b < c.blocks[best].bytes)) best = i;
+        }
+        if (best != c.blocks.size()) {
+            Block blk = c.blocks[best];
+            c.blocks.erase(c.blocks.begin() + std::ptrdiff_t(best));
+            c.bytes -= blk.bytes;
+            *got = blk.bytes;
+            return blk.ptr;
+        }
+    }
+    void* p = std::malloc(bytes);
+    if (!p) throw std::bad_alloc();
+    *got = bytes;
+    return p;
+}
+
+void block_release(void* block, std::size_t bytes) {
+    if (!block) return;
+    if (bytes >= kCachedBlockMin && bytes <= kMaxBytes) {
+        Cache& c = cache();
+        std::vector<void*> evicted;
+        {
+            std::lock_guard<std::mutex> lock(c.mu);
+            c.blocks.push_back({block, bytes});
+            c.bytes += bytes;
+            // Oldest blocks go first when over either limit.
+            std::size_t drop = 0;
+            while (drop < c.blocks.size() && (c.blocks.size() - drop > kMaxBlocks || c.bytes > kMaxBytes)) {
+                c.bytes -= c.blocks[drop].bytes;
+                evicted.push_back(c.blocks[drop].ptr);
+                ++drop;
+            }
+            c.blocks.erase(c.blocks.begin(), c.blocks.begin() + std::ptrdiff_t(drop));
+        }
+        for (void* p : evicted) std::free(p);
+        return;
+    }
+    std::free(block);
+}
+
+std::size_t block_cache_clear() {
+    Cache& c = cache();
+    std::vector<Block> taken;
+    {
+        std::lock_guard<std::mutex> lock(c.mu);
+        taken.swap(c.blocks);
+        c.bytes = 0;
+    }
+    std::size_t freed = 0;
+    for (const Block& b : taken) {
+        freed += b.bytes;
+        std::free(b.ptr);
+    }
+    return freed;
+}
+
+std::size_t block_cache_bytes() {
+    Cache& c = cache();
+    std::lock_guard<std::mutex> lock(c.mu);
+    return c.bytes;
+}
+
+}  // namespace rnnkit
