@@ -6,6 +6,7 @@
 
 #include "kernels/kernel_table.h"
 #include "layer/buffer.h"
+#include "layer/threading.h"
 
 namespace rnnkit {
 
@@ -37,6 +38,13 @@ template <typename T>
 void pack_matrix(const Kernels<T>& kern, int K, int N, const T* b, std::ptrdiff_t rsb,
                  std::ptrdiff_t csb, PackedMatrix<T>& out, int nthreads);
 
+// Packs b(k, n) = column(n)[k], K x N, where column(n) points at column n's
+// K contiguous values (row n of a weight matrix whose transpose is packed).
+// Panels whose columns lie at a constant stride go through the kernel's
+// packer; others (around a gate-block edge) are gathered value by value.
+template <typename T, typename ColumnFn>
+void pack_columns(const Kernels<T>& kern, int K, int N, ColumnFn column, PackedMatrix<T>& out, int nthreads);
+
 // Writes the packed matrix back as a dense row-major K x N array.
 template <typename T>
 void unpack_matrix(const PackedMatrix<T>& p, T* dense);
@@ -51,5 +59,38 @@ void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std:
 template <typename T>
 void gemm_parallel(const Kernels<T>& kern, int M, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
                    const PackedMatrix<T>& b, T* c, std::ptrdiff_t ldc, bool accumulate, int nthreads);
+
+template <typename T, typename ColumnFn>
+void pack_columns(const Kernels<T>& kern, int K, int N, ColumnFn column, PackedMatrix<T>& out, int nthreads) {
+    out.K = K;
+    out.N = N;
+    out.nr = kern.gemm_nr;
+    out.data.reset(std::size_t(K) * out.padded_n());
+    const int nr = out.nr, panels = out.padded_n() / nr;
+    const int kblocks = (K + kGemmKC - 1) / kGemmKC;
+    // Small matrices are packed on the calling thread: a parallel region
+    // costs more than copying them.
+    const bool big = std::size_t(K) * N > (std::size_t(1) << 16);
+    parallel_region(big ? nthreads : 1, [&](int tid, int nth) {
+        int lo, hi;
+        split_range(kblocks * panels, tid, nth, lo, hi);
+        for (int item = lo; item < hi; ++item) {
+            const int k0 = (item / panels) * kGemmKC, j = (item % panels) * nr;
+            const int kc = K - k0 < kGemmKC ? K - k0 : kGemmKC;
+            const int nc = N - j < nr ? N - j : nr;
+            T* panel = out.panel(k0, j);
+            const T* first = column(j);
+            const std::ptrdiff_t stride = nc > 1 ? column(j + 1) - first : 0;
+            bool strided = true;
+            for (int jj = 2; jj < nc && strided; ++jj) strided = column(j + jj) == first + jj * stride;
+            if (strided) {
+                kern.pack_b_panel(kc, nc, first + k0, 1, stride, panel);
+                continue;
+            }
+            for (int p = 0; p < kc; ++p)
+                for (int jj = 0; jj < nr; ++jj) panel[p * nr + jj] = jj < nc ? column(j + jj)[k0 + p] : T(0);
+        }
+    });
+}
 
 }  // namespace rnnkit

@@ -42,12 +42,14 @@ std::shared_ptr<PackedRnn<T>> pack_rnn(CellKind cell, Isa isa, int I, int H, con
     p->layout = GateLayout{H, p->G};
     const int GH = p->G * H;
 
-    // Reorder the gate rows once, then pack the transposes: B(k, n) = W[n][k].
-    AlignedBuffer<T> wi(std::size_t(GH) * I), wh(std::size_t(GH) * H);
-    rows_to_internal(p->layout, I, w_ih, wi.data());
-    rows_to_internal(p->layout, H, w_hh, wh.data());
-    pack_matrix(*p->kern, I, GH, wi.data(), 1, I, p->wih_t, nthreads);
-    pack_matrix(*p->kern, H, GH, wh.data(), 1, H, p->whh_t, nthreads);
+    // Pack the transposes straight from PyTorch's rows: internal column n
+    // of W^T is PyTorch row torch_row[n], and a panel inside one gate's run
+    // of a unit block reads consecutive rows.
+    std::vector<int> torch_row(GH);
+    for (int g = 0; g < p->G; ++g)
+        for (int u = 0; u < H; ++u) torch_row[p->layout.internal_row(g, u)] = g * H + u;
+    pack_columns(*p->kern, I, GH, [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; }, p->wih_t, nthreads);
+    pack_columns(*p->kern, H, GH, [&](int n) { return w_hh + std::size_t(torch_row[n]) * H; }, p->whh_t, nthreads);
 
     // Fold the biases that simply add into one vector; GRU keeps b_hn apart
     // because the reset gate multiplies it.
