@@ -67,7 +67,10 @@ def test_layer_shape_grid(cell, I, H, reverse, isa, dtype):
 # Single-step and single-batch-row layers, and the all-ones shape: the
 # degenerate loop bounds and GEMMs with M = 1.
 EDGE_SHAPES = [(1, 2, 7, 9), (1, 3, 16, 17), (4, 1, 9, 8), (5, 1, 33, 15),
-               (1, 1, 100, 33), (1, 1, 1, 1)]
+               (1, 1, 100, 33), (1, 1, 1, 1),
+               # I and H above the GEMM's k block (256) and off every panel
+               # width: packs span several k blocks and end in partial panels.
+               (2, 3, 290, 261)]
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])

@@ -1,5 +1,7 @@
 #include "layer/gemm_driver.h"
 
+#include <algorithm>
+
 #include "layer/threading.h"
 
 namespace rnnkit {
@@ -29,16 +31,43 @@ void pack_matrix(const Kernels<T>& kern, int K, int N, const T* b, std::ptrdiff_
 }
 
 template <typename T>
-void unpack_matrix(const PackedMatrix<T>& p, T* dense) {
-    for (int k0 = 0; k0 < p.K; k0 += kGemmKC) {
-        const int kc = p.K - k0 < kGemmKC ? p.K - k0 : kGemmKC;
-        for (int j = 0; j < p.N; j += p.nr) {
-            const T* panel = p.panel(k0, j);
-            const int nc = p.N - j < p.nr ? p.N - j : p.nr;
-            for (int k = 0; k < kc; ++k)
-                for (int jj = 0; jj < nc; ++jj) dense[std::size_t(k0 + k) * p.N + j + jj] = panel[k * p.nr + jj];
+void pack_transposed(const PackedMatrix<T>& src, PackedMatrix<T>& dst, int nthreads) {
+    const int nr = src.nr;
+    dst.K = src.N;
+    dst.N = src.K;
+    dst.nr = nr;
+    dst.data.reset(std::size_t(dst.K) * dst.padded_n());
+    const int panels = dst.padded_n() / nr;
+    const int kblocks = (dst.K + kGemmKC - 1) / kGemmKC;
+    const bool big = std::size_t(dst.K) * dst.N > (std::size_t(1) << 16);
+    parallel_region(big ? nthreads : 1, [&](int tid, int nth) {
+        int lo, hi;
+        split_range(kblocks * panels, tid, nth, lo, hi);
+        for (int item = lo; item < hi; ++item) {
+            // Destination panel: rows q0 .. q0+kc (source columns), columns
+            // i0 .. i0+nr (source rows).
+            const int q0 = (item / panels) * kGemmKC, i0 = (item % panels) * nr;
+            const int kc = dst.K - q0 < kGemmKC ? dst.K - q0 : kGemmKC;
+            const int nc = dst.N - i0 < nr ? dst.N - i0 : nr;
+            T* out = dst.panel(q0, i0);
+            // Source row i sits in the k block starting at (i / KC) * KC;
+            // source column q in the panel starting at (q / nr) * nr.
+            for (int ii = 0; ii < nr; ++ii) {
+                if (ii >= nc) {
+                    for (int q = 0; q < kc; ++q) out[q * nr + ii] = T(0);
+                    continue;
+                }
+                const int i = i0 + ii, k0 = i / kGemmKC * kGemmKC;
+                for (int q = 0; q < kc;) {
+                    const int j = (q0 + q) / nr * nr;
+                    const T* row = src.panel(k0, j) + std::size_t(i - k0) * nr;
+                    const int run = std::min(kc - q, j + nr - (q0 + q));
+                    for (int r = 0; r < run; ++r) out[(q + r) * nr + ii] = row[q0 + q + r - j];
+                    q += run;
+                }
+            }
         }
-    }
+    });
 }
 
 template <typename T>
@@ -89,7 +118,7 @@ void gemm_parallel(const Kernels<T>& kern, int M, const T* a, std::ptrdiff_t rsa
 #define RNNKIT_INSTANTIATE(T)                                                                          \
     template void pack_matrix<T>(const Kernels<T>&, int, int, const T*, std::ptrdiff_t, std::ptrdiff_t, \
                                  PackedMatrix<T>&, int);                                               \
-    template void unpack_matrix<T>(const PackedMatrix<T>&, T*);                                        \
+    template void pack_transposed<T>(const PackedMatrix<T>&, PackedMatrix<T>&, int);                    \
     template void gemm_serial<T>(const Kernels<T>&, int, int, int, const T*, std::ptrdiff_t,           \
                                  std::ptrdiff_t, const PackedMatrix<T>&, T*, std::ptrdiff_t, bool);    \
     template void gemm_parallel<T>(const Kernels<T>&, int, const T*, std::ptrdiff_t, std::ptrdiff_t,   \

@@ -45,9 +45,11 @@ void pack_matrix(const Kernels<T>& kern, int K, int N, const T* b, std::ptrdiff_
 template <typename T, typename ColumnFn>
 void pack_columns(const Kernels<T>& kern, int K, int N, ColumnFn column, PackedMatrix<T>& out, int nthreads);
 
-// Writes the packed matrix back as a dense row-major K x N array.
+// Packs the transpose of an already packed matrix (src.N x src.K), for the
+// same kernels, without a dense copy in between: each NR x NR block of a
+// source panel becomes an NR x NR block of a destination panel.
 template <typename T>
-void unpack_matrix(const PackedMatrix<T>& p, T* dense);
+void pack_transposed(const PackedMatrix<T>& src, PackedMatrix<T>& dst, int nthreads);
 
 // C[:, n0:n1] (+)= A (M x K) * B[:, n0:n1] on the calling thread; n0 is a
 // multiple of the panel width; c points at element (0, n0).

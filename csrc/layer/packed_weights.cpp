@@ -1,6 +1,9 @@
 #include "layer/packed_weights.h"
 
+#include <cstring>
 #include <vector>
+
+#include "layer/threading.h"
 
 namespace rnnkit {
 
@@ -20,13 +23,19 @@ void rows_to_internal(const GateLayout& lay, int cols, const T* torch_order, T* 
 }  // namespace
 
 template <typename T>
-void rows_to_torch_order(const GateLayout& lay, int cols, const T* internal, T* torch_order) {
-    for (int g = 0; g < lay.G; ++g)
-        for (int u = 0; u < lay.H; ++u) {
+void rows_to_torch_order(const GateLayout& lay, int cols, const T* internal, T* torch_order, int nthreads) {
+    const int rows = lay.G * lay.H;
+    // Weight-sized copies are split over threads; bias-sized ones are not.
+    const bool big = std::size_t(rows) * cols > (std::size_t(1) << 16);
+    parallel_region(big ? nthreads : 1, [&](int tid, int nth) {
+        int lo, hi;
+        split_range(rows, tid, nth, lo, hi);
+        for (int r = lo; r < hi; ++r) {
+            const int g = r / lay.H, u = r % lay.H;
             const T* src = internal + std::size_t(lay.internal_row(g, u)) * cols;
-            T* dst = torch_order + std::size_t(g * lay.H + u) * cols;
-            for (int k = 0; k < cols; ++k) dst[k] = src[k];
+            std::memcpy(torch_order + std::size_t(r) * cols, src, std::size_t(cols) * sizeof(T));
         }
+    });
 }
 
 template <typename T>
@@ -69,14 +78,10 @@ std::shared_ptr<PackedRnn<T>> pack_rnn(CellKind cell, Isa isa, int I, int H, con
 template <typename T>
 void PackedRnn<T>::pack_backward(int nthreads) const {
     std::call_once(bwd_once_, [&] {
-        // The forward packs hold W^T; unpack them to internal-order W rows
-        // and pack those as (GH x I) and (GH x H) B operands.
-        const int GH = G * H;
-        AlignedBuffer<T> wt(std::size_t(GH) * (I > H ? I : H));
-        unpack_matrix(wih_t, wt.data());   // I x GH
-        pack_matrix(*kern, GH, I, wt.data(), 1, GH, wih_n_, nthreads);
-        unpack_matrix(whh_t, wt.data());   // H x GH
-        pack_matrix(*kern, GH, H, wt.data(), 1, GH, whh_n_, nthreads);
+        // The forward packs hold W^T (internal gate order); their transposes
+        // are the (GH x I) and (GH x H) B operands of the backward products.
+        pack_transposed(wih_t, wih_n_, nthreads);
+        pack_transposed(whh_t, whh_n_, nthreads);
     });
 }
 
@@ -98,7 +103,7 @@ template std::shared_ptr<PackedRnn<float>> pack_rnn<float>(CellKind, Isa, int, i
                                                            const float*, const float*, int);
 template std::shared_ptr<PackedRnn<double>> pack_rnn<double>(CellKind, Isa, int, int, const double*,
                                                              const double*, const double*, const double*, int);
-template void rows_to_torch_order<float>(const GateLayout&, int, const float*, float*);
-template void rows_to_torch_order<double>(const GateLayout&, int, const double*, double*);
+template void rows_to_torch_order<float>(const GateLayout&, int, const float*, float*, int);
+template void rows_to_torch_order<double>(const GateLayout&, int, const double*, double*, int);
 
 }  // namespace rnnkit

@@ -71,6 +71,6 @@ std::shared_ptr<PackedRnn<T>> pack_rnn(CellKind cell, Isa isa, int I, int H, con
 
 // Rows of an internal-layout (G*H x cols) matrix written back in PyTorch order.
 template <typename T>
-void rows_to_torch_order(const GateLayout& lay, int cols, const T* internal, T* torch_order);
+void rows_to_torch_order(const GateLayout& lay, int cols, const T* internal, T* torch_order, int nthreads = 1);
 
 }  // namespace rnnkit

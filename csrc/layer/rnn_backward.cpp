@@ -85,10 +85,10 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
     PackedMatrix<T> operand;
     pack_matrix(kern, rows, I, ctx.x.data(), I, 1, operand, nthreads);
     gemm_parallel(kern, GH, dgx.data(), 1, GH, operand, internal.data(), I, false, nthreads);
-    rows_to_torch_order(w.layout, I, internal.data(), a.dw_ih);
+    rows_to_torch_order(w.layout, I, internal.data(), a.dw_ih, nthreads);
     pack_matrix(kern, rows, H, ctx.h.data() + (ctx.reverse ? BH : 0), H, 1, operand, nthreads);
     gemm_parallel(kern, GH, dgh, 1, GH, operand, internal.data(), H, false, nthreads);
-    rows_to_torch_order(w.layout, H, internal.data(), a.dw_hh);
+    rows_to_torch_order(w.layout, H, internal.data(), a.dw_hh, nthreads);
 
     // Bias gradients: column sums over all rows, columns split over threads.
     auto bias_grad = [&](const T* dg, T* out) {
