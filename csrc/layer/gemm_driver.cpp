@@ -97,18 +97,25 @@ void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std:
 template <typename T>
 void gemm_parallel(const Kernels<T>& kern, int M, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
                    const PackedMatrix<T>& b, T* c, std::ptrdiff_t ldc, bool accumulate, int nthreads) {
-    // Tiles of kGemmMC rows x 8 panels: enough tiles to balance two or more
-    // threads on tall or wide products; each thread takes a contiguous run.
-    const int tile_n = 8 * b.nr;
+    // Tiles of at most kGemmMC rows x 8 panels, rows shared out evenly (in
+    // whole micro-tiles) so a short last row of tiles does not leave one
+    // thread idle. Each thread takes a contiguous run of tiles, walking down
+    // the columns first when there are enough of them: a product with few
+    // rows (a short sequence's input projection) is then split by columns.
+    const int mr = kern.gemm_mr, tile_n = 8 * b.nr;
     const int rows = (M + kGemmMC - 1) / kGemmMC, cols = (b.N + tile_n - 1) / tile_n;
+    const int tile_m = ((M + rows - 1) / rows + mr - 1) / mr * mr;
     const double flops = 2.0 * M * b.N * b.K;
     const int nth = flops < 2e5 ? 1 : nthreads;
+    const bool by_columns = cols >= nth;
     parallel_region(nth, [&](int tid, int nt) {
         int lo, hi;
         split_range(rows * cols, tid, nt, lo, hi);
         for (int item = lo; item < hi; ++item) {
-            const int i0 = (item / cols) * kGemmMC, j0 = (item % cols) * tile_n;
-            const int mc = M - i0 < kGemmMC ? M - i0 : kGemmMC;
+            const int ti = by_columns ? item % rows : item / cols, tj = by_columns ? item / rows : item % cols;
+            const int i0 = ti * tile_m, j0 = tj * tile_n;
+            if (i0 >= M) continue;
+            const int mc = M - i0 < tile_m ? M - i0 : tile_m;
             const int j1 = b.N - j0 < tile_n ? b.N : j0 + tile_n;
             gemm_serial(kern, mc, j0, j1, a + i0 * rsa, rsa, csa, b, c + i0 * ldc + j0, ldc, accumulate);
         }
