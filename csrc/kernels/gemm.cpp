@@ -1,6 +1,10 @@
 // Register-blocked GEMM micro-kernel and B-panel packing for this ISA.
 #include "kernels/kernels_isa.h"
 
+#if defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+#include <xmmintrin.h>
+#endif
+
 namespace rnnkit {
 namespace RNNKIT_NS {
 
@@ -8,13 +12,27 @@ namespace {
 
 constexpr int NV = kGemmNV;
 
+// A hint that the cache line at p is read soon (no effect where unsupported).
+inline void prefetch_line(const void* p) {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(p, 0, 3);
+#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+    _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
+#else
+    (void)p;
+#endif
+}
+
 // M rows x (NV registers) columns of C kept in registers across the whole k
 // loop; A is read in place (one broadcast per row and k), B from its packed
 // panel. Each C element is one chain of FMAs in increasing k, so its value
 // does not depend on where its row sits in the tile.
-template <typename T, int M>
+// The first tile over a panel may also prefetch the next panel, row by row
+// as it consumes its own: a recurrent step meets each panel of W_hh once,
+// fresh from L3, for only a few row tiles.
+template <typename T, int M, bool Prefetch>
 void ukernel_rows(int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
-                  const T* b, T* c, std::ptrdiff_t ldc, bool accumulate) {
+                  const T* b, const T* b_next, T* c, std::ptrdiff_t ldc, bool accumulate) {
     using V = Vec<T>;
     constexpr int W = V::width;
     constexpr int NR = NV * W;
@@ -25,6 +43,10 @@ void ukernel_rows(int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t c
     for (int p = 0; p < k; ++p) {
         typename V::reg bv[NV];
         for (int j = 0; j < NV; ++j) bv[j] = V::load(b + p * NR + j * W);
+        if (Prefetch) {
+            constexpr int kLine = 64 / int(sizeof(T));
+            for (int off = 0; off < NR; off += kLine) prefetch_line(b_next + p * NR + off);
+        }
         const T* ap = a + p * csa;
         for (int i = 0; i < M; ++i) {
             typename V::reg av = V::set1(ap[i * rsa]);
@@ -51,22 +73,23 @@ void ukernel_rows(int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t c
 template <typename T, int M>
 struct RowDispatch {
     static void run(int m, int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
-                    const T* b, T* c, std::ptrdiff_t ldc, bool accumulate) {
-        if (m == M) ukernel_rows<T, M>(n, k, a, rsa, csa, b, c, ldc, accumulate);
-        else RowDispatch<T, M - 1>::run(m, n, k, a, rsa, csa, b, c, ldc, accumulate);
+                    const T* b, const T* b_next, T* c, std::ptrdiff_t ldc, bool accumulate) {
+        if (m != M) RowDispatch<T, M - 1>::run(m, n, k, a, rsa, csa, b, b_next, c, ldc, accumulate);
+        else if (b_next) ukernel_rows<T, M, true>(n, k, a, rsa, csa, b, b_next, c, ldc, accumulate);
+        else ukernel_rows<T, M, false>(n, k, a, rsa, csa, b, nullptr, c, ldc, accumulate);
     }
 };
 
 template <typename T>
 struct RowDispatch<T, 0> {
     static void run(int, int, int, const T*, std::ptrdiff_t, std::ptrdiff_t,
-                    const T*, T*, std::ptrdiff_t, bool) {}
+                    const T*, const T*, T*, std::ptrdiff_t, bool) {}
 };
 
 template <typename T>
 void gemm_ukernel(int m, int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
-                  const T* b_panel, T* c, std::ptrdiff_t ldc, bool accumulate) {
-    RowDispatch<T, kGemmMR>::run(m, n, k, a, rsa, csa, b_panel, c, ldc, accumulate);
+                  const T* b_panel, const T* b_next, T* c, std::ptrdiff_t ldc, bool accumulate) {
+    RowDispatch<T, kGemmMR>::run(m, n, k, a, rsa, csa, b_panel, b_next, c, ldc, accumulate);
 }
 
 template <typename T>

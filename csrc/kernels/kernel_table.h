@@ -71,8 +71,9 @@ template <typename T> struct Kernels {
     int gemm_mr, gemm_nr;   // micro-tile rows and columns
     // C[m x n] (+)= A[m x k] * Bpanel[k x nr]; a(i, p) = a[i * rsa + p * csa];
     // m <= mr, n <= nr; the panel is k rows of nr values, zero padded.
+    // b_next: the panel the caller reads next (prefetched meanwhile), or nullptr.
     void (*gemm_ukernel)(int m, int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
-                         const T* b_panel, T* c, std::ptrdiff_t ldc, bool accumulate);
+                         const T* b_panel, const T* b_next, T* c, std::ptrdiff_t ldc, bool accumulate);
     // Copies the k x n (n <= nr) block b(p, j) = b[p * rsb + j * csb] into a
     // panel of k rows of nr values, padding columns n..nr-1 with zeros.
     void (*pack_b_panel)(int k, int n, const T* b, std::ptrdiff_t rsb, std::ptrdiff_t csb, T* panel);
