@@ -89,14 +89,14 @@ def test_layer_large(cell, reverse, isa, dtype):
 
 
 # Shapes where the drivers' own blocking shows: the input projection is
-# computed in chunks of steps once T * B * G * H passes 2^20 elements (here
-# 2 to 3 chunks, with a last chunk shorter than the others, so both
-# directions cross chunk boundaries), the batch exceeds one 96-row block of
-# the GEMM driver, and H = 300 spans two k blocks of the recurrent GEMM.
+# computed in chunks of steps once T * B * G * H passes 2^18 elements (chunks
+# of at least 256 rows; here 8 chunks of 3 steps, the last one of 1, so
+# both directions cross chunk boundaries), the batch exceeds one 96-row block
+# of the GEMM driver, and H = 300 spans two k blocks of the recurrent GEMM.
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("cell", CELLS)
 def test_layer_projection_chunks_and_tall_batch(cell, reverse, isa, dtype):
-    check_layer(cell, 21, 100, 20, 300, dtype, reverse)
+    check_layer(cell, 22, 100, 20, 300, dtype, reverse)
 
 
 # ------------------------------------------------------ None means zeros

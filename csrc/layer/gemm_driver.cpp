@@ -84,9 +84,12 @@ void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std:
             for (int j = n0; j < n1; j += nr) {
                 const T* panel = b.panel(k0, j);
                 const int nc = n1 - j < nr ? n1 - j : nr;
-                // The first row tile fetches the next panel of this k block
-                // while the others reuse the current one from L1.
-                const T* next = j + nr < n1 ? b.panel(k0, j + nr) : nullptr;
+                // With several row tiles per panel, the first fetches the
+                // next panel of this k block while the others reuse the
+                // current one from L1. A single row tile streams its panels
+                // faster without the extra loads (the hardware prefetcher
+                // follows a stream that simple).
+                const T* next = j + nr < n1 && i1 - i0 > mr ? b.panel(k0, j + nr) : nullptr;
                 for (int i = i0; i < i1; i += mr) {
                     const int mc = i1 - i < mr ? i1 - i : mr;
                     kern.gemm_ukernel(mc, nc, kc, a + i * rsa + k0 * csa, rsa, csa, panel, i == i0 ? next : nullptr,

@@ -11,10 +11,13 @@ namespace rnnkit {
 
 namespace {
 
-// Input projections computed ahead of the recurrence at a time (elements).
-// Bounds inference memory independently of T while keeping the projection
-// GEMM tall enough to run at full speed.
-constexpr std::size_t kProjectionChunkElems = std::size_t(1) << 20;
+// Input projections computed ahead of the recurrence at a time (elements):
+// about a core's L2, so each step reads its projections from there rather
+// than from L3 or memory, and inference memory does not grow with T.
+constexpr std::size_t kProjectionChunkElems = std::size_t(1) << 18;
+// ...but at least this many rows per projection GEMM, so its weight panels
+// are reused by enough rows to run at full speed.
+constexpr std::size_t kProjectionMinRows = 256;
 
 }  // namespace
 
@@ -72,7 +75,9 @@ void rnn_forward(const PackedRnn<T>& w, const ForwardArgs<T>& a, TrainingContext
         return training ? ctx->c.data() + ctx->prev_slot(t) * BH : c_pingpong.data() + ((s - 1) % 2) * BH;
     };
 
-    const int chunk = int(std::max<std::size_t>(1, std::min<std::size_t>(steps, kProjectionChunkElems / (std::size_t(B) * GH))));
+    const std::size_t by_size = kProjectionChunkElems / (std::size_t(B) * GH);
+    const std::size_t by_rows = (kProjectionMinRows + B - 1) / B;
+    const int chunk = int(std::max<std::size_t>(1, std::min<std::size_t>(steps, std::max(by_size, by_rows))));
     AlignedBuffer<T> gx(std::size_t(chunk) * B * GH);
     const int loop_threads = time_loop_threads(w, B, nthreads);
     const int nblocks = w.layout.blocks();
