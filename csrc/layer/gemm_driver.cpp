@@ -1,6 +1,7 @@
 #include "layer/gemm_driver.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "layer/threading.h"
 
@@ -74,6 +75,13 @@ template <typename T>
 void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std::ptrdiff_t rsa,
                  std::ptrdiff_t csa, const PackedMatrix<T>& b, T* c, std::ptrdiff_t ldc, bool accumulate) {
     const int mr = kern.gemm_mr, nr = b.nr;
+    // A stored by columns far apart (dgates^T in the weight gradients, one
+    // (time, batch) row of all gates per k) puts every k of a micro-tile on
+    // its own page. Such a block is first copied, column by column, into a
+    // compact MC x KC buffer that every panel then reads; the sums and their
+    // order are unchanged.
+    const bool pack_a = rsa == 1 && csa > kGemmMC && n1 - n0 > 2 * nr;
+    AlignedBuffer<T> a_block(pack_a ? std::size_t(kGemmMC) * kGemmKC : 0);
     // k blocks outermost: later blocks add onto what earlier ones stored, so
     // each element is summed in increasing k whatever the tiling.
     for (int k0 = 0; k0 < b.K; k0 += kGemmKC) {
@@ -81,6 +89,16 @@ void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std:
         const bool acc = accumulate || k0 > 0;
         for (int i0 = 0; i0 < M; i0 += kGemmMC) {
             const int i1 = M - i0 < kGemmMC ? M : i0 + kGemmMC;
+            const T* ab = a + i0 * rsa + k0 * csa;
+            std::ptrdiff_t cs = csa;
+            if (pack_a) {
+                T* dst = a_block.data();
+                const int ib = i1 - i0;
+                for (int k = 0; k < kc; ++k)
+                    std::memcpy(dst + std::size_t(k) * ib, ab + k * csa, std::size_t(ib) * sizeof(T));
+                ab = dst;
+                cs = ib;
+            }
             for (int j = n0; j < n1; j += nr) {
                 const T* panel = b.panel(k0, j);
                 const int nc = n1 - j < nr ? n1 - j : nr;
@@ -92,7 +110,7 @@ void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std:
                 const T* next = j + nr < n1 && i1 - i0 > mr ? b.panel(k0, j + nr) : nullptr;
                 for (int i = i0; i < i1; i += mr) {
                     const int mc = i1 - i < mr ? i1 - i : mr;
-                    kern.gemm_ukernel(mc, nc, kc, a + i * rsa + k0 * csa, rsa, csa, panel, i == i0 ? next : nullptr,
+                    kern.gemm_ukernel(mc, nc, kc, ab + (i - i0) * rsa, rsa, cs, panel, i == i0 ? next : nullptr,
                                       c + i * ldc + (j - n0), ldc, acc);
                 }
             }
