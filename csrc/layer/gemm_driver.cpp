@@ -10,62 +10,30 @@ namespace rnnkit {
 template <typename T>
 void pack_matrix(const Kernels<T>& kern, int K, int N, const T* b, std::ptrdiff_t rsb,
                  std::ptrdiff_t csb, PackedMatrix<T>& out, int nthreads) {
-    out.K = K;
-    out.N = N;
-    out.nr = kern.gemm_nr;
-    out.data.reset(std::size_t(K) * out.padded_n());
-    const int panels = out.padded_n() / out.nr;
-    const int kblocks = (K + kGemmKC - 1) / kGemmKC;
-    // Small matrices are packed on the calling thread: a parallel region
-    // costs more than copying them.
-    const bool big = std::size_t(K) * N > (std::size_t(1) << 16);
-    parallel_region(big ? nthreads : 1, [&](int tid, int nth) {
-        int lo, hi;
-        split_range(kblocks * panels, tid, nth, lo, hi);
-        for (int item = lo; item < hi; ++item) {
-            const int k0 = (item / panels) * kGemmKC, j = (item % panels) * out.nr;
-            const int kc = K - k0 < kGemmKC ? K - k0 : kGemmKC;
-            const int nc = N - j < out.nr ? N - j : out.nr;
-            kern.pack_b_panel(kc, nc, b + k0 * rsb + j * csb, rsb, csb, out.panel(k0, j));
-        }
+    for_each_panel(out, K, N, kern.gemm_nr, nthreads, [&](int k0, int j, int kc, int nc, T* panel) {
+        kern.pack_b_panel(kc, nc, b + k0 * rsb + j * csb, rsb, csb, panel);
     });
 }
 
 template <typename T>
 void pack_transposed(const PackedMatrix<T>& src, PackedMatrix<T>& dst, int nthreads) {
     const int nr = src.nr;
-    dst.K = src.N;
-    dst.N = src.K;
-    dst.nr = nr;
-    dst.data.reset(std::size_t(dst.K) * dst.padded_n());
-    const int panels = dst.padded_n() / nr;
-    const int kblocks = (dst.K + kGemmKC - 1) / kGemmKC;
-    const bool big = std::size_t(dst.K) * dst.N > (std::size_t(1) << 16);
-    parallel_region(big ? nthreads : 1, [&](int tid, int nth) {
-        int lo, hi;
-        split_range(kblocks * panels, tid, nth, lo, hi);
-        for (int item = lo; item < hi; ++item) {
-            // Destination panel: rows q0 .. q0+kc (source columns), columns
-            // i0 .. i0+nr (source rows).
-            const int q0 = (item / panels) * kGemmKC, i0 = (item % panels) * nr;
-            const int kc = dst.K - q0 < kGemmKC ? dst.K - q0 : kGemmKC;
-            const int nc = dst.N - i0 < nr ? dst.N - i0 : nr;
-            T* out = dst.panel(q0, i0);
-            // Source row i sits in the k block starting at (i / KC) * KC;
-            // source column q in the panel starting at (q / nr) * nr.
-            for (int ii = 0; ii < nr; ++ii) {
-                if (ii >= nc) {
-                    for (int q = 0; q < kc; ++q) out[q * nr + ii] = T(0);
-                    continue;
-                }
-                const int i = i0 + ii, k0 = i / kGemmKC * kGemmKC;
-                for (int q = 0; q < kc;) {
-                    const int j = (q0 + q) / nr * nr;
-                    const T* row = src.panel(k0, j) + std::size_t(i - k0) * nr;
-                    const int run = std::min(kc - q, j + nr - (q0 + q));
-                    for (int r = 0; r < run; ++r) out[(q + r) * nr + ii] = row[q0 + q + r - j];
-                    q += run;
-                }
+    // Destination panel: rows q0 .. q0+kc (source columns), columns
+    // i0 .. i0+nr (source rows). Source row i sits in the k block starting
+    // at (i / KC) * KC; source column q in the panel starting at (q / nr) * nr.
+    for_each_panel(dst, src.N, src.K, nr, nthreads, [&](int q0, int i0, int kc, int nc, T* out) {
+        for (int ii = 0; ii < nr; ++ii) {
+            if (ii >= nc) {
+                for (int q = 0; q < kc; ++q) out[q * nr + ii] = T(0);
+                continue;
+            }
+            const int i = i0 + ii, k0 = i / kGemmKC * kGemmKC;
+            for (int q = 0; q < kc;) {
+                const int j = (q0 + q) / nr * nr;
+                const T* row = src.panel(k0, j) + std::size_t(i - k0) * nr;
+                const int run = std::min(kc - q, j + nr - (q0 + q));
+                for (int r = 0; r < run; ++r) out[(q + r) * nr + ii] = row[q0 + q + r - j];
+                q += run;
             }
         }
     });

@@ -62,16 +62,18 @@ template <typename T>
 void gemm_parallel(const Kernels<T>& kern, int M, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
                    const PackedMatrix<T>& b, T* c, std::ptrdiff_t ldc, bool accumulate, int nthreads);
 
-template <typename T, typename ColumnFn>
-void pack_columns(const Kernels<T>& kern, int K, int N, ColumnFn column, PackedMatrix<T>& out, int nthreads) {
+// Sizes `out` for a K x N matrix in panels of width nr and calls
+// fill(k0, j, kc, nc, panel) for every panel, the panels shared out over
+// threads. Small matrices are packed on the calling thread: a parallel
+// region costs more than copying them.
+template <typename T, typename FillFn>
+void for_each_panel(PackedMatrix<T>& out, int K, int N, int nr, int nthreads, FillFn fill) {
     out.K = K;
     out.N = N;
-    out.nr = kern.gemm_nr;
+    out.nr = nr;
     out.data.reset(std::size_t(K) * out.padded_n());
-    const int nr = out.nr, panels = out.padded_n() / nr;
+    const int panels = out.padded_n() / nr;
     const int kblocks = (K + kGemmKC - 1) / kGemmKC;
-    // Small matrices are packed on the calling thread: a parallel region
-    // costs more than copying them.
     const bool big = std::size_t(K) * N > (std::size_t(1) << 16);
     parallel_region(big ? nthreads : 1, [&](int tid, int nth) {
         int lo, hi;
@@ -80,18 +82,25 @@ void pack_columns(const Kernels<T>& kern, int K, int N, ColumnFn column, PackedM
             const int k0 = (item / panels) * kGemmKC, j = (item % panels) * nr;
             const int kc = K - k0 < kGemmKC ? K - k0 : kGemmKC;
             const int nc = N - j < nr ? N - j : nr;
-            T* panel = out.panel(k0, j);
-            const T* first = column(j);
-            const std::ptrdiff_t stride = nc > 1 ? column(j + 1) - first : 0;
-            bool strided = true;
-            for (int jj = 2; jj < nc && strided; ++jj) strided = column(j + jj) == first + jj * stride;
-            if (strided) {
-                kern.pack_b_panel(kc, nc, first + k0, 1, stride, panel);
-                continue;
-            }
-            for (int p = 0; p < kc; ++p)
-                for (int jj = 0; jj < nr; ++jj) panel[p * nr + jj] = jj < nc ? column(j + jj)[k0 + p] : T(0);
+            fill(k0, j, kc, nc, out.panel(k0, j));
         }
+    });
+}
+
+template <typename T, typename ColumnFn>
+void pack_columns(const Kernels<T>& kern, int K, int N, ColumnFn column, PackedMatrix<T>& out, int nthreads) {
+    const int nr = kern.gemm_nr;
+    for_each_panel(out, K, N, nr, nthreads, [&](int k0, int j, int kc, int nc, T* panel) {
+        const T* first = column(j);
+        const std::ptrdiff_t stride = nc > 1 ? column(j + 1) - first : 0;
+        bool strided = true;
+        for (int jj = 2; jj < nc && strided; ++jj) strided = column(j + jj) == first + jj * stride;
+        if (strided) {
+            kern.pack_b_panel(kc, nc, first + k0, 1, stride, panel);
+            return;
+        }
+        for (int p = 0; p < kc; ++p)
+            for (int jj = 0; jj < nr; ++jj) panel[p * nr + jj] = jj < nc ? column(j + jj)[k0 + p] : T(0);
     });
 }
 
