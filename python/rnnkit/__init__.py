@@ -32,6 +32,7 @@ __all__ = [
     "workspace_cache_bytes", "clear_workspace_cache",
     "pack_lstm", "pack_gru", "lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
     "lstm_cell", "lstm_cell_backward", "gru_cell", "gru_cell_backward", "reference",
+    "layers", "LSTM", "GRU",
 ]
 
 LSTMGrads = namedtuple("LSTMGrads", "dx dh0 dc0 dw_ih dw_hh db_ih db_hh")
@@ -185,3 +186,9 @@ def gru_cell(x: np.ndarray, weights: PackedWeights, h: Optional[np.ndarray] = No
 def gru_cell_backward(ctx: TrainingContext, dh: Optional[np.ndarray] = None) -> GRUCellGrads:
     """Gradients of one GRU step: GRUCellGrads (dx, dh, dw_ih, dw_hh, db_ih, db_hh)."""
     return GRUCellGrads(*_core.gru_cell_backward(ctx, dh))
+
+
+# ---- layers (imported last: they build on the functions above) -----------------
+
+from . import layers  # noqa: E402
+from .modules import GRU, LSTM  # noqa: E402

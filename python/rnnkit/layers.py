@@ -1,0 +1,364 @@
+"""Stacked and bidirectional LSTM/GRU layers over rnnkit's single-layer kernels.
+
+Two levels:
+
+* :func:`rnn_forward` / :func:`rnn_backward`: the functional core that
+  :mod:`rnnkit.torch` and the interchange code build on. It takes weights
+  already packed (:func:`pack_layer_weights`) and runs every layer and
+  direction, with dropout between layers and variable sequence lengths.
+* :class:`LSTM` / :class:`GRU` (defined in :mod:`rnnkit.modules`, also
+  ``rnnkit.LSTM`` / ``rnnkit.GRU``): NumPy modules with PyTorch's constructor,
+  parameter names, shapes, initialisation and state_dict, plus an explicit
+  :meth:`~RNNBase.backward`.
+
+Conventions are torch.nn.LSTM/GRU's: the parameters of layer ``k`` are
+``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}``,
+with the suffix ``_reverse`` for the reverse direction; states are
+``(num_layers * num_directions, B, H)`` indexed ``layer * D + direction``;
+a bidirectional layer's output is ``[forward, reverse]`` on the last axis.
+
+Variable lengths follow torch's packed sequences: sequences sorted longest
+first, the rows of time ``t`` are the ``batch_sizes[t]`` sequences still
+running, outputs past a sequence's end are zero, the final state of a
+sequence is the one after its own last step, and the reverse direction
+starts at each sequence's own end. The kernels skip the padding entirely.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import _core
+from . import gru_backward, gru_forward, lstm_backward, lstm_forward, pack_gru, pack_lstm
+
+__all__ = ["MODES", "param_names", "param_shapes", "pack_layer_weights", "rnn_forward", "rnn_backward",
+           "RnnContext", "LSTM", "GRU"]
+
+# Gate count per mode.
+MODES = {"LSTM": 4, "GRU": 3}
+
+MaskFn = Callable[[Tuple[int, ...], np.dtype], np.ndarray]
+
+
+# ---- parameter names and shapes ---------------------------------------------
+
+def _suffix(direction: int) -> str:
+    return "_reverse" if direction else ""
+
+
+def param_names(num_layers: int, bidirectional: bool, bias: bool = True) -> List[str]:
+    """Parameter names in torch's order (``_flat_weights_names``)."""
+    names = []
+    for layer in range(num_layers):
+        for d in range(2 if bidirectional else 1):
+            kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if bias else ("weight_ih", "weight_hh")
+            names += [f"{kind}_l{layer}{_suffix(d)}" for kind in kinds]
+    return names
+
+
+def param_shapes(mode: str, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool,
+                 bias: bool = True) -> Dict[str, Tuple[int, ...]]:
+    """Name -> shape of every parameter, as torch.nn.LSTM/GRU hold them."""
+    gh = _gates(mode) * hidden_size
+    dirs = 2 if bidirectional else 1
+    shapes = {}
+    for name in param_names(num_layers, bidirectional, bias):
+        layer = int(name.split("_l")[1].split("_")[0])
+        # Layers above the first see both directions' outputs side by side.
+        in_size = input_size if layer == 0 else dirs * hidden_size
+        kind = name.split("_l")[0]
+        shapes[name] = {"weight_ih": (gh, in_size), "weight_hh": (gh, hidden_size)}.get(kind, (gh,))
+    return shapes
+
+
+def _gates(mode: str) -> int:
+    if mode not in MODES:
+        raise ValueError(f"mode: expected 'LSTM' or 'GRU', got {mode!r}")
+    return MODES[mode]
+
+
+def pack_layer_weights(mode: str, params: Mapping[str, np.ndarray], *, num_layers: int, bidirectional: bool,
+                       bias: bool = True, linear_before_reset: bool = True) -> List[_core.PackedWeights]:
+    """Pack every layer and direction; index ``layer * D + direction``.
+
+    ``params`` maps torch names to arrays (float32 or float64, one dtype).
+    With ``bias=False`` the bias entries are not read (zeros are used).
+    """
+    _gates(mode)
+    packed = []
+    for layer in range(num_layers):
+        for d in range(2 if bidirectional else 1):
+            sfx = f"_l{layer}{_suffix(d)}"
+            try:
+                w_ih, w_hh = params["weight_ih" + sfx], params["weight_hh" + sfx]
+                b_ih, b_hh = (params["bias_ih" + sfx], params["bias_hh" + sfx]) if bias else (None, None)
+            except KeyError as exc:
+                raise ValueError(f"params: missing {exc.args[0]!r}") from None
+            if mode == "LSTM":
+                packed.append(pack_lstm(w_ih, w_hh, b_ih, b_hh))
+            elif linear_before_reset:
+                packed.append(pack_gru(w_ih, w_hh, b_ih, b_hh))
+            else:
+                packed.append(pack_gru(w_ih, w_hh, b_ih, b_hh, linear_before_reset=False))
+    return packed
+
+
+# ---- variable lengths: padded <-> packed rows ---------------------------------
+
+class _PackedRows:
+    """Where each packed row comes from in a padded (T, B, ...) array.
+
+    ``order`` sorts the batch longest first; packed row ``r`` of time
+    ``t_idx[r]`` is batch element ``b_idx[r]`` of the padded array.
+    """
+
+    def __init__(self, lengths: np.ndarray, steps: int):
+        self.order = np.argsort(-lengths, kind="stable")
+        longest = int(lengths.max())
+        self.batch_sizes = np.array([(lengths > t).sum() for t in range(longest)], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(self.batch_sizes)[:-1]])
+        self.t_idx = np.repeat(np.arange(longest), self.batch_sizes)
+        self.b_idx = self.order[np.arange(self.t_idx.size) - starts[self.t_idx]]
+        self.steps = steps
+
+    def pack(self, padded: np.ndarray) -> np.ndarray:
+        return padded[self.t_idx, self.b_idx]
+
+    def unpack(self, rows: np.ndarray, batch: int) -> np.ndarray:
+        out = np.zeros((self.steps, batch) + rows.shape[1:], dtype=rows.dtype)
+        out[self.t_idx, self.b_idx] = rows
+        return out
+
+
+def _check_lengths(lengths, steps: int, batch: int) -> np.ndarray:
+    arr = np.asarray(lengths)
+    if arr.ndim != 1 or arr.shape[0] != batch:
+        raise ValueError(f"lengths: expected a 1-D array of {batch} lengths (one per batch element), "
+                         f"got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if not np.all(np.equal(np.mod(arr, 1), 0)):
+            raise TypeError(f"lengths: expected integers, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr.min() < 1 or arr.max() > steps):
+        raise ValueError(f"lengths: every length must be in [1, {steps}] (the input's time steps), "
+                         f"got min {arr.min()}, max {arr.max()}")
+    return arr
+
+
+def _check_batch_sizes(batch_sizes, rows: int) -> np.ndarray:
+    bs = np.asarray(batch_sizes)
+    if bs.ndim != 1 or bs.size == 0 or not np.issubdtype(bs.dtype, np.integer):
+        raise ValueError(f"batch_sizes: expected a non-empty 1-D integer array, got shape {bs.shape}, "
+                         f"dtype {bs.dtype}")
+    bs = bs.astype(np.int64)
+    if bs.min() < 1 or np.any(np.diff(bs) > 0):
+        raise ValueError("batch_sizes: expected positive, non-increasing counts (a packed sequence)")
+    if int(bs.sum()) != rows:
+        raise ValueError(f"batch_sizes: they sum to {int(bs.sum())} but x has {rows} rows")
+    return bs
+
+
+# ---- the functional core ----------------------------------------------------------
+
+class RnnContext:
+    """What :func:`rnn_backward` needs from a training :func:`rnn_forward`."""
+
+    def __init__(self, mode, num_layers, dirs, hidden, layout, rows, batch, input_shape, dtype):
+        self.mode, self.num_layers, self.dirs, self.hidden = mode, num_layers, dirs, hidden
+        self.layout, self.rows, self.batch = layout, rows, batch
+        self.input_shape, self.dtype = input_shape, dtype
+        self.kernel_ctx: List[object] = []
+        self.masks: List[Optional[np.ndarray]] = []
+
+
+def _states(name, arr, shape, dtype):
+    if arr is None:
+        return None
+    arr = np.asarray(arr)
+    if arr.dtype != dtype:
+        raise TypeError(f"{name}: expected dtype {np.dtype(dtype).name} (the input's), got {arr.dtype}")
+    if arr.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {arr.shape}")
+    return arr
+
+
+def _check_packed(mode, packed, num_layers, dirs, input_size, dtype):
+    if len(packed) != num_layers * dirs:
+        raise ValueError(f"packed: expected {num_layers * dirs} packed weights (num_layers * directions), "
+                         f"got {len(packed)}")
+    hidden = packed[0].hidden_size
+    for k, w in enumerate(packed):
+        want_in = input_size if k < dirs else dirs * hidden
+        if w.cell != mode.lower() or w.hidden_size != hidden or w.input_size != want_in:
+            raise ValueError(f"packed[{k}]: expected {mode} weights with input_size {want_in} and hidden_size "
+                             f"{hidden}, got {w.cell.upper()} with input_size {w.input_size}, "
+                             f"hidden_size {w.hidden_size}")
+        if w.dtype != dtype:
+            raise TypeError(f"packed[{k}]: weights are {w.dtype.name} but x is {np.dtype(dtype).name}")
+    return hidden
+
+
+def _dropout_mask(p: float, mask_fn: Optional[MaskFn], shape, dtype) -> np.ndarray:
+    if mask_fn is not None:
+        mask = np.asarray(mask_fn(shape, dtype), dtype=dtype)
+        if mask.shape != shape:
+            raise ValueError(f"dropout_mask: returned shape {mask.shape}, expected {shape}")
+        return mask
+    # Without a mask source the draw is unseeded; the layer classes pass one.
+    keep = np.random.default_rng().random(shape) >= p
+    return keep.astype(dtype) / dtype.type(1.0 - p) if p < 1.0 else np.zeros(shape, dtype)
+
+
+def rnn_forward(mode: str, x: np.ndarray, packed: Sequence[_core.PackedWeights], hx: Optional[np.ndarray] = None,
+                cx: Optional[np.ndarray] = None, *, num_layers: int, bidirectional: bool,
+                lengths: Optional[np.ndarray] = None, batch_sizes: Optional[np.ndarray] = None,
+                dropout: float = 0.0, dropout_mask: Optional[MaskFn] = None, training: bool = False):
+    """Run a stacked (bi)directional LSTM/GRU.
+
+    x: (T, B, I) time-major; with ``lengths`` (B,) the padded input of
+    sequences of those lengths (any order, each in [1, T]); with
+    ``batch_sizes`` (T,) the packed rows (N, I) of a PackedSequence.
+    hx, cx (cx for the LSTM only): (num_layers * D, B, H) or None for zeros,
+    in the caller's batch order (for packed input: the packed order).
+    dropout: probability of zeroing each output of every layer but the
+    last, in training only; ``dropout_mask(shape, dtype)`` supplies the
+    mask (already scaled by 1 / (1 - p)).
+
+    Returns ``(y, h_n, c_n, ctx)``: y (T, B, D*H) (packed input: (N, D*H)),
+    c_n None for the GRU, ctx None unless ``training``.
+    """
+    _gates(mode)
+    dirs = 2 if bidirectional else 1
+    if lengths is not None and batch_sizes is not None:
+        raise ValueError("lengths and batch_sizes: give at most one (padded input with lengths, or packed rows)")
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"x: expected dtype float32 or float64, got {x.dtype}")
+    if not 0.0 <= dropout <= 1.0:
+        raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout}")
+
+    # Rows the kernels see: dense (T, B, I), or packed (N, I) plus batch sizes.
+    rows_map = None
+    if batch_sizes is not None:
+        if x.ndim != 2:
+            raise ValueError(f"x: packed input must be 2-D (rows, input_size), got shape {x.shape}")
+        bs = _check_batch_sizes(batch_sizes, x.shape[0])
+        batch, layout = int(bs[0]), "packed"
+    else:
+        if x.ndim != 3:
+            raise ValueError(f"x: expected a 3-D array (T, B, input_size), got shape {x.shape}")
+        batch, bs, layout = x.shape[1], None, "dense"
+        if lengths is not None:
+            lens = _check_lengths(lengths, x.shape[0], batch)
+            # Every sequence full length: the dense path is the same thing.
+            if lens.size and lens.min() < x.shape[0]:
+                rows_map = _PackedRows(lens, x.shape[0])
+                bs, layout = rows_map.batch_sizes, "lengths"
+    hidden = _check_packed(mode, packed, num_layers, dirs, x.shape[-1], x.dtype)
+    state_shape = (num_layers * dirs, batch, hidden)
+    hx = _states("hx", hx, state_shape, x.dtype)
+    cx = _states("cx", cx, state_shape, x.dtype) if mode == "LSTM" else None
+    if mode == "GRU" and cx is not None:
+        raise ValueError("cx: the GRU has no cell state")
+
+    inp = rows_map.pack(x) if rows_map is not None else x
+    # Kernel state rows follow the packed (sorted) order.
+    sort = (lambda s: None if s is None else np.ascontiguousarray(s[rows_map.order])) if rows_map else (lambda s: s)
+    h_n = np.empty(state_shape, x.dtype)
+    c_n = np.empty(state_shape, x.dtype) if mode == "LSTM" else None
+    ctx = RnnContext(mode, num_layers, dirs, hidden, layout, rows_map, batch, x.shape, x.dtype) if training else None
+    kw = {} if bs is None else {"batch_sizes": bs}
+
+    for layer in range(num_layers):
+        outs = []
+        for d in range(dirs):
+            k = layer * dirs + d
+            h0 = sort(hx[k]) if hx is not None else None
+            if mode == "LSTM":
+                c0 = sort(cx[k]) if cx is not None else None
+                res = lstm_forward(inp, packed[k], h0, c0, reverse=bool(d), training=training, **kw)
+                h_n[k], c_n[k] = res[1], res[2]
+            else:
+                res = gru_forward(inp, packed[k], h0, reverse=bool(d), training=training, **kw)
+                h_n[k] = res[1]
+            outs.append(res[0])
+            if training:
+                ctx.kernel_ctx.append(res[-1])
+        inp = outs[0] if dirs == 1 else np.concatenate(outs, axis=-1)
+        # Dropout sits between layers only, and only while training.
+        mask = None
+        if training and dropout > 0.0 and layer < num_layers - 1:
+            mask = _dropout_mask(dropout, dropout_mask, inp.shape, inp.dtype)
+            inp = inp * mask
+        if training:
+            ctx.masks.append(mask)
+
+    y = rows_map.unpack(inp, batch) if rows_map is not None else inp
+    if rows_map is not None:
+        # Back to the caller's batch order.
+        inverse = np.argsort(rows_map.order)
+        h_n = np.ascontiguousarray(h_n[:, inverse])
+        c_n = np.ascontiguousarray(c_n[:, inverse]) if c_n is not None else None
+    return y, h_n, c_n, ctx
+
+
+def rnn_backward(ctx: RnnContext, dy: Optional[np.ndarray] = None, dh_n: Optional[np.ndarray] = None,
+                 dc_n: Optional[np.ndarray] = None):
+    """Gradients of a training :func:`rnn_forward` given those of its outputs.
+
+    dy like y (None for zeros; entries past a sequence's end are ignored),
+    dh_n, dc_n like h_n, c_n. Returns ``(dx, dhx, dcx, grads)``: dx like x,
+    dhx/dcx like hx/cx (dcx None for the GRU), grads a list indexed like the
+    packed weights of ``(dw_ih, dw_hh, db_ih, db_hh)``.
+    """
+    if not isinstance(ctx, RnnContext):
+        raise TypeError(f"ctx: expected the context of a training rnn_forward, got {type(ctx).__name__}")
+    rows_map, dirs, H, dt = ctx.rows, ctx.dirs, ctx.hidden, ctx.dtype
+    nstates = ctx.num_layers * dirs
+    state_shape = (nstates, ctx.batch, H)
+    out_shape = ctx.input_shape[:-1] + (dirs * H,)
+    dy = _states("dy", dy, out_shape, dt)
+    dh_n = _states("dh_n", dh_n, state_shape, dt)
+    dc_n = _states("dc_n", dc_n, state_shape, dt) if ctx.mode == "LSTM" else None
+
+    sort = (lambda s: None if s is None else np.ascontiguousarray(s[rows_map.order])) if rows_map else (lambda s: s)
+    # The gradient reaching the top layer's output, in the kernels' rows.
+    grad = None if dy is None else (rows_map.pack(dy) if rows_map is not None else dy)
+    dhx = np.empty(state_shape, dt)
+    dcx = np.empty(state_shape, dt) if ctx.mode == "LSTM" else None
+    grads: List[Optional[tuple]] = [None] * nstates
+    kernel_ctx = ctx.kernel_ctx
+
+    for layer in range(ctx.num_layers - 1, -1, -1):
+        dx = None
+        for d in range(dirs):
+            k = layer * dirs + d
+            g_d = None if grad is None else np.ascontiguousarray(grad[..., d * H:(d + 1) * H])
+            dh = sort(dh_n[k]) if dh_n is not None else None
+            if ctx.mode == "LSTM":
+                dc = sort(dc_n[k]) if dc_n is not None else None
+                r = lstm_backward(kernel_ctx[k], g_d, dh, dc)
+                dhx[k], dcx[k] = r.dh0, r.dc0
+            else:
+                r = gru_backward(kernel_ctx[k], g_d, dh)
+                dhx[k] = r.dh0
+            grads[k] = (r.dw_ih, r.dw_hh, r.db_ih, r.db_hh)
+            # Both directions read the same input: their gradients add.
+            dx = r.dx if dx is None else dx + r.dx
+        grad = dx
+        # Through the dropout of the layer below's output.
+        if layer > 0 and ctx.masks[layer - 1] is not None:
+            grad = grad * ctx.masks[layer - 1]
+
+    dx = rows_map.unpack(grad, ctx.batch) if rows_map is not None else grad
+    if rows_map is not None:
+        inverse = np.argsort(rows_map.order)
+        dhx = np.ascontiguousarray(dhx[:, inverse])
+        dcx = np.ascontiguousarray(dcx[:, inverse]) if dcx is not None else None
+    return dx, dhx, dcx, grads
+
+
+# The NumPy module classes live in rnnkit.modules; they are reachable here too.
+from .modules import GRU, LSTM  # noqa: E402

@@ -1,0 +1,269 @@
+"""NumPy LSTM and GRU modules with torch.nn.LSTM/GRU's interface.
+
+Same constructor arguments, parameter names, shapes, initialisation
+(U(-1/sqrt(H), 1/sqrt(H))) and state_dict keys as PyTorch, so weights move
+between the two with :meth:`RNNBase.state_dict` / :meth:`RNNBase.load_state_dict`.
+NumPy has no autograd: after a call in training mode, :meth:`RNNBase.backward`
+returns the input and state gradients and fills :attr:`RNNBase.grads`.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional
+
+import numpy as np
+
+from . import layers
+
+__all__ = ["RNNBase", "LSTM", "GRU"]
+
+
+def _as_numpy(value) -> np.ndarray:
+    # torch tensors (duck-typed: torch stays optional) arrive detached on the CPU.
+    if hasattr(value, "detach") and hasattr(value, "cpu"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+def _positive_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+    return int(value)
+
+
+class RNNBase:
+    """Shared machinery of :class:`LSTM` and :class:`GRU`; not used directly."""
+
+    mode = ""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, *,
+                 dtype=np.float32, seed: Optional[int] = None, linear_before_reset: bool = True):
+        self.input_size = _positive_int("input_size", input_size)
+        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.num_layers = _positive_int("num_layers", num_layers)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
+            raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout!r}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise TypeError(f"dtype: expected float32 or float64, got {self.dtype}")
+        self.bias, self.batch_first, self.bidirectional = bool(bias), bool(batch_first), bool(bidirectional)
+        self.dropout = float(dropout)
+        self.linear_before_reset = bool(linear_before_reset)
+        self.training = True
+        # Seeded: the initial weights and every dropout mask are reproducible.
+        self._rng = np.random.default_rng(seed)
+        self._shapes = layers.param_shapes(self.mode, self.input_size, self.hidden_size, self.num_layers,
+                                           self.bidirectional, self.bias)
+        self._packed = None
+        self._ctx = None
+        self.grads: Dict[str, np.ndarray] = {}
+        self.reset_parameters()
+
+    # ---- parameters ------------------------------------------------------------
+
+    def reset_parameters(self) -> None:
+        """torch's initialisation: every parameter U(-1/sqrt(H), 1/sqrt(H))."""
+        bound = 1.0 / np.sqrt(self.hidden_size)
+        for name, shape in self._shapes.items():
+            setattr(self, name, self._rng.uniform(-bound, bound, shape).astype(self.dtype))
+
+    def __setattr__(self, name, value):
+        # Replacing a parameter drops the packed copy of the old one.
+        if name in getattr(self, "_shapes", ()):
+            self._drop_packed()
+        object.__setattr__(self, name, value)
+
+    def parameters(self) -> Dict[str, np.ndarray]:
+        """Name -> parameter array (the arrays themselves), in torch's order."""
+        return {name: getattr(self, name) for name in self._shapes}
+
+    def state_dict(self) -> Dict[str, np.ndarray]:
+        """Name -> copy of each parameter; loads into torch.nn.LSTM/GRU as is
+        (``{k: torch.from_numpy(v) for k, v in sd.items()}``)."""
+        return {name: getattr(self, name).copy() for name in self._shapes}
+
+    def load_state_dict(self, state: Mapping, strict: bool = True) -> None:
+        """Load parameters from a state_dict (NumPy arrays or torch tensors),
+        e.g. a torch.nn.LSTM/GRU's. Values are copied and cast to this
+        module's dtype; with ``strict`` the keys must match exactly."""
+        missing = [k for k in self._shapes if k not in state]
+        unexpected = [k for k in state if k not in self._shapes]
+        if strict and (missing or unexpected):
+            raise KeyError(f"state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        for name in self._shapes:
+            if name not in state:
+                continue
+            value = _as_numpy(state[name])
+            if value.shape != self._shapes[name]:
+                raise ValueError(f"state_dict[{name!r}]: expected shape {self._shapes[name]}, got {value.shape}")
+            setattr(self, name, np.array(value, dtype=self.dtype, copy=True))
+
+    def train(self, mode: bool = True) -> "RNNBase":
+        self.training = bool(mode)
+        self._drop_packed()
+        return self
+
+    def eval(self) -> "RNNBase":
+        return self.train(False)
+
+    def _drop_packed(self) -> None:
+        if getattr(self, "_packed", None) is not None:
+            for arr in self._frozen:
+                arr.flags.writeable = True
+            object.__setattr__(self, "_packed", None)
+
+    def _packed_weights(self):
+        # Training steps change the weights between calls: pack every call.
+        params = self.parameters()
+        if self.training:
+            return self._pack(params)
+        # Evaluation reuses one packing; the arrays turn read-only meanwhile so
+        # an in-place update fails loudly instead of being silently ignored.
+        if self._packed is None:
+            packed = self._pack(params)
+            frozen = [a for a in params.values() if a.flags.writeable]
+            for arr in frozen:
+                arr.flags.writeable = False
+            object.__setattr__(self, "_frozen", frozen)
+            object.__setattr__(self, "_packed", packed)
+        return self._packed
+
+    def _pack(self, params):
+        for name, arr in params.items():
+            if not isinstance(arr, np.ndarray) or arr.dtype != self.dtype or arr.shape != self._shapes[name]:
+                raise ValueError(f"{name}: expected a {self.dtype.name} array of shape {self._shapes[name]}, got "
+                                 f"{getattr(arr, 'dtype', type(arr).__name__)} {getattr(arr, 'shape', '')}")
+        return layers.pack_layer_weights(self.mode, params, num_layers=self.num_layers,
+                                         bidirectional=self.bidirectional, bias=self.bias,
+                                         linear_before_reset=self.linear_before_reset)
+
+    # ---- forward and backward ----------------------------------------------------
+
+    def __call__(self, x, hx=None, lengths=None):
+        return self.forward(x, hx, lengths)
+
+    def forward(self, x, hx=None, lengths=None):
+        """x: (T, B, input_size), (B, T, input_size) with batch_first, or
+        unbatched (T, input_size). hx: h0 (GRU) or (h0, c0) (LSTM), each
+        (num_layers * D, B, H) ((num_layers * D, H) unbatched), or None.
+        lengths: (B,) sequence lengths in [1, T], any order; outputs past a
+        sequence's end are zero and its final state is taken at its end.
+        Returns (y, h_n) for the GRU, (y, (h_n, c_n)) for the LSTM."""
+        x = np.asarray(x)
+        if x.dtype != self.dtype:
+            raise TypeError(f"x: expected dtype {self.dtype.name} (the module's), got {x.dtype}")
+        if x.ndim not in (2, 3) or x.shape[-1] != self.input_size:
+            raise ValueError(f"x: expected shape (T, B, {self.input_size}) (batch_first: (B, T, "
+                             f"{self.input_size}); unbatched: (T, {self.input_size})), got {x.shape}")
+        unbatched = x.ndim == 2
+        if unbatched:
+            x = x[:, None, :]
+        elif self.batch_first:
+            x = np.ascontiguousarray(x.transpose(1, 0, 2))
+        h0, c0 = self._split_state(hx, unbatched)
+
+        y, h_n, c_n, ctx = layers.rnn_forward(
+            self.mode, x, self._packed_weights(), h0, c0, num_layers=self.num_layers,
+            bidirectional=self.bidirectional, lengths=lengths, dropout=self.dropout,
+            dropout_mask=self._mask, training=self.training)
+        self._ctx = (ctx, unbatched) if self.training else None
+        return self._shape_outputs(y, h_n, c_n, unbatched)
+
+    def backward(self, dy=None, dhx_n=None):
+        """Gradients of the last training-mode call. dy like its y, dhx_n
+        like its h_n (GRU) or (h_n, c_n) (LSTM); None for zeros. Returns
+        (dx, dhx) shaped like x and hx, and sets :attr:`grads`
+        (parameter name -> gradient)."""
+        if self._ctx is None:
+            raise RuntimeError("backward: call the module in training mode (module.train()) first")
+        ctx, unbatched = self._ctx
+        if dy is not None:
+            dy = np.asarray(dy)
+            if unbatched:
+                dy = dy[:, None, :]
+            elif self.batch_first:
+                dy = np.ascontiguousarray(dy.transpose(1, 0, 2))
+        dh_n, dc_n = self._split_state(dhx_n, unbatched, name="dhx_n")
+        dx, dhx, dcx, grads = layers.rnn_backward(ctx, dy, dh_n, dc_n)
+
+        names = list(self._shapes)
+        per_layer = 4 if self.bias else 2
+        self.grads = {}
+        for k, g in enumerate(grads):
+            for name, value in zip(names[k * per_layer:(k + 1) * per_layer], g):
+                self.grads[name] = value
+        if unbatched:
+            dx, dhx = dx[:, 0], dhx[:, 0]
+            dcx = dcx[:, 0] if dcx is not None else None
+        elif self.batch_first:
+            dx = dx.transpose(1, 0, 2)
+        return dx, ((dhx, dcx) if self.mode == "LSTM" else dhx)
+
+    def _mask(self, shape, dtype):
+        p = self.dropout
+        if p >= 1.0:
+            return np.zeros(shape, dtype)
+        keep = self._rng.random(shape) >= p
+        return keep.astype(dtype) / dtype.type(1.0 - p)
+
+    def _split_state(self, hx, unbatched, name="hx"):
+        if hx is None:
+            return None, None
+        if self.mode == "LSTM":
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise TypeError(f"{name}: the LSTM expects a pair (h, c) or None")
+            # Either part may be None (zeros), as in a gradient of h_n only.
+            h, c = (None if s is None else np.asarray(s) for s in hx)
+        else:
+            if isinstance(hx, (tuple, list)):
+                raise TypeError(f"{name}: the GRU expects one array h or None, not a {type(hx).__name__}")
+            h, c = np.asarray(hx), None
+        if unbatched:
+            h = h[:, None, :] if h is not None and h.ndim == 2 else h
+            c = c[:, None, :] if c is not None and c.ndim == 2 else c
+        return h, c
+
+    def _shape_outputs(self, y, h_n, c_n, unbatched):
+        if unbatched:
+            y, h_n = y[:, 0], h_n[:, 0]
+            c_n = c_n[:, 0] if c_n is not None else None
+        elif self.batch_first:
+            y = y.transpose(1, 0, 2)
+        return (y, (h_n, c_n)) if self.mode == "LSTM" else (y, h_n)
+
+    def __repr__(self):
+        extra = "" if self.mode == "LSTM" or self.linear_before_reset else ", linear_before_reset=False"
+        return (f"rnnkit.{self.mode}({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+                f"bias={self.bias}, batch_first={self.batch_first}, dropout={self.dropout}, "
+                f"bidirectional={self.bidirectional}, dtype={self.dtype.name}{extra})")
+
+
+class LSTM(RNNBase):
+    """Multi-layer LSTM with torch.nn.LSTM's arguments and parameters
+    (gate order i, f, g, o). See :class:`RNNBase` for the methods."""
+
+    mode = "LSTM"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, *,
+                 dtype=np.float32, seed: Optional[int] = None):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         dtype=dtype, seed=seed)
+
+
+class GRU(RNNBase):
+    """Multi-layer GRU with torch.nn.GRU's arguments and parameters (gate
+    order r, z, n). ``linear_before_reset=True`` is torch's form (r applied
+    to W_hn h + b_hn); False is the original one (W_hn applied to r * h;
+    ONNX's default, Keras reset_after=False)."""
+
+    mode = "GRU"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, *,
+                 dtype=np.float32, seed: Optional[int] = None, linear_before_reset: bool = True):
+        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         dtype=dtype, seed=seed, linear_before_reset=linear_before_reset)
