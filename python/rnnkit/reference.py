@@ -32,7 +32,8 @@ GRU, G = 3, gate order r, z, n::
 and ONNX's ``linear_before_reset=1``; "reset before linear" is the original
 Cho et al. 2014 form and ONNX's default.
 
-Layers run a cell over time. With ``reverse=True`` the steps run in the order
+Layers run a cell over time; rnn_forward / rnn_backward stack them (layers,
+directions, dropout masks, per-sequence lengths) as torch.nn.LSTM/GRU do. With ``reverse=True`` the steps run in the order
 t = T-1, ..., 0, but ``y[t]`` is still the output for input ``x[t]``.
 """
 
@@ -48,6 +49,8 @@ __all__ = [
     "gru_cell_backward",
     "gru_forward",
     "gru_backward",
+    "rnn_forward",
+    "rnn_backward",
 ]
 
 
@@ -288,3 +291,100 @@ def gru_backward(dy, dh_n, cache):
         db_ih += g[4]
         db_hh += g[5]
     return dx, dh, dw_ih, dw_hh, db_ih, db_hh
+
+
+# ------------------------------------------------------- stacked layers
+
+
+def _layer_params(params, layer, direction):
+    sfx = f"_l{layer}" + ("_reverse" if direction else "")
+    return [params.get(kind + sfx) for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+
+
+def rnn_forward(mode, x, params, num_layers, bidirectional, h0=None, c0=None, lengths=None,
+                masks=None, linear_before_reset=True):
+    """Stacked (bi)directional LSTM/GRU, one sequence at a time.
+
+    x (T, B, I); params: torch names -> arrays (missing biases are zeros);
+    h0, c0 (num_layers * D, B, H) or None; lengths (B,) or None for all T;
+    masks: per layer below the top, the (T, B, D*H) dropout mask multiplied
+    into its output, or None. Outputs past a sequence's end are zero.
+    Returns (y, h_n, c_n, cache); c_n is None for the GRU.
+    """
+    x = _f64(x)
+    T, B, _ = x.shape
+    D = 2 if bidirectional else 1
+    H = np.shape(params["weight_hh_l0"])[1]
+    lengths = [T] * B if lengths is None else [int(n) for n in lengths]
+    y = np.zeros((T, B, D * H))
+    h_n = np.zeros((num_layers * D, B, H))
+    c_n = np.zeros((num_layers * D, B, H)) if mode == "LSTM" else None
+    caches = []
+    # Each sequence runs alone over its own steps: lengths need no masking.
+    for b in range(B):
+        n = lengths[b]
+        inp = x[:n, b:b + 1]
+        seq_caches = []
+        for layer in range(num_layers):
+            outs = []
+            for d in range(D):
+                k = layer * D + d
+                w = _layer_params(params, layer, d)
+                h = None if h0 is None else _f64(h0)[k, b:b + 1]
+                if mode == "LSTM":
+                    c = None if c0 is None else _f64(c0)[k, b:b + 1]
+                    out, h_n[k, b], c_n[k, b], cache = lstm_forward(inp, *w, h0=h, c0=c, reverse=bool(d))
+                else:
+                    out, h_n[k, b], cache = gru_forward(inp, *w, h0=h, reverse=bool(d),
+                                                        linear_before_reset=linear_before_reset)
+                outs.append(out)
+                seq_caches.append(cache)
+            inp = np.concatenate(outs, axis=2)
+            if masks is not None and layer < num_layers - 1 and masks[layer] is not None:
+                inp = inp * masks[layer][:n, b:b + 1]
+        y[:n, b] = inp[:, 0]
+        caches.append(seq_caches)
+    cache = dict(mode=mode, caches=caches, lengths=lengths, x_shape=x.shape, num_layers=num_layers, D=D, H=H,
+                 masks=masks, shapes={k: np.shape(v) for k, v in params.items() if v is not None})
+    return y, h_n, c_n, cache
+
+
+def rnn_backward(dy, dh_n, dc_n, cache):
+    """Gradients of rnn_forward -> (dx, dh0, dc0, grads) with grads a dict
+    of torch names -> gradients (biases included even if they were None)."""
+    mode, D, H, L = cache["mode"], cache["D"], cache["H"], cache["num_layers"]
+    T, B, _ = cache["x_shape"]
+    dy = _or_zeros(dy, (T, B, D * H))
+    dh_n = _or_zeros(dh_n, (L * D, B, H))
+    dc_n = _or_zeros(dc_n, (L * D, B, H))
+    dx = np.zeros(cache["x_shape"])
+    dh0 = np.zeros((L * D, B, H))
+    dc0 = np.zeros((L * D, B, H)) if mode == "LSTM" else None
+    grads = {}
+    for b in range(B):
+        n = cache["lengths"][b]
+        g = dy[:n, b:b + 1]
+        # Layers last-first; both directions of a layer read the same input.
+        for layer in range(L - 1, -1, -1):
+            g_in = 0.0
+            for d in range(D):
+                k = layer * D + d
+                step = cache["caches"][b][k]
+                g_d = g[:, :, d * H:(d + 1) * H]
+                if mode == "LSTM":
+                    r = lstm_backward(g_d, dh_n[k, b:b + 1], dc_n[k, b:b + 1], step)
+                    dc0[k, b] = r[2][0]
+                    rest = r[3:]
+                else:
+                    r = gru_backward(g_d, dh_n[k, b:b + 1], step)
+                    rest = r[2:]
+                g_in = g_in + r[0]
+                dh0[k, b] = r[1][0]
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                for kind, value in zip(("weight_ih", "weight_hh", "bias_ih", "bias_hh"), rest):
+                    grads[kind + sfx] = grads.get(kind + sfx, 0.0) + value
+            g = g_in
+            if layer > 0 and cache["masks"] is not None and cache["masks"][layer - 1] is not None:
+                g = g * cache["masks"][layer - 1][:n, b:b + 1]
+        dx[:n, b] = g[:, 0]
+    return dx, dh0, dc0, grads
