@@ -105,6 +105,41 @@ def test_gru_backward_matches_finite_differences(shape, reverse, lbr):
     _check(loss, p, dict(zip(names, ref.gru_backward(Gy, Gh, cache))))
 
 
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_stacked_backward_matches_finite_differences(mode):
+    # Two bidirectional layers, unsorted lengths and a dropout mask between.
+    T, B, I, H, L, D = 4, 3, 2, 3, 2, 2
+    rng = np.random.default_rng(2)
+    G = 4 if mode == "LSTM" else 3
+    p = dict(x=rng.standard_normal((T, B, I)), h0=rng.standard_normal((L * D, B, H)))
+    if mode == "LSTM":
+        p["c0"] = rng.standard_normal((L * D, B, H))
+    for layer in range(L):
+        for sfx in ("", "_reverse"):
+            p[f"weight_ih_l{layer}{sfx}"] = 0.5 * rng.standard_normal((G * H, I if layer == 0 else D * H))
+            p[f"weight_hh_l{layer}{sfx}"] = 0.5 * rng.standard_normal((G * H, H))
+            p[f"bias_ih_l{layer}{sfx}"] = 0.5 * rng.standard_normal(G * H)
+            p[f"bias_hh_l{layer}{sfx}"] = 0.5 * rng.standard_normal(G * H)
+    lengths = [2, 4, 1]
+    masks = [(rng.random((T, B, D * H)) > 0.3) / 0.7]
+    Gy, Gh, Gc = (rng.standard_normal(s) for s in [(T, B, D * H), (L * D, B, H), (L * D, B, H)])
+    weights = [k for k in p if k not in ("x", "h0", "c0")]
+
+    def run(q):
+        return ref.rnn_forward(mode, q["x"], {k: q[k] for k in weights}, L, True, q["h0"], q.get("c0"),
+                               lengths, masks)
+
+    def loss(q):
+        y, h_n, c_n, _ = run(q)
+        return np.sum(y * Gy) + np.sum(h_n * Gh) + (np.sum(c_n * Gc) if mode == "LSTM" else 0.0)
+
+    dx, dh0, dc0, grads = ref.rnn_backward(Gy, Gh, Gc if mode == "LSTM" else None, run(p)[3])
+    analytic = dict(grads, x=dx, h0=dh0)
+    if mode == "LSTM":
+        analytic["c0"] = dc0
+    _check(loss, p, analytic)
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 def test_lstm_cell_backward_matches_finite_differences(shape):
     _, B, I, H = shape
