@@ -96,37 +96,33 @@ def test_pickle_and_deepcopy_after_use(torch, rt):
 
 # ---- convert() -----------------------------------------------------------------------
 
-class Nested:
-    """A model holding LSTMs/GRUs at several depths, one shared, plus ones convert() must leave."""
+def nested_model(torch):
+    """LSTMs/GRUs at several depths, one held twice, plus two convert() must leave alone."""
+    nn = torch.nn
 
-    @staticmethod
-    def build(torch):
-        nn = torch.nn
+    class MyLSTM(nn.LSTM):
+        pass
 
-        class MyLSTM(nn.LSTM):
-            pass
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = nn.LSTM(I, H, num_layers=2, bidirectional=True)
+            self.blocks = nn.Sequential(nn.Linear(2 * H, I), nn.ModuleList([nn.GRU(I, H, batch_first=True)]))
+            self.shared = self.lstm
+            self.custom = MyLSTM(I, H)
+            self.projected = nn.LSTM(I, H, proj_size=2)
 
-        class Model(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.lstm = nn.LSTM(I, H, num_layers=2, bidirectional=True)
-                self.blocks = nn.Sequential(nn.Linear(2 * H, I), nn.ModuleList([nn.GRU(I, H, batch_first=True)]))
-                self.shared = self.lstm
-                self.custom = MyLSTM(I, H)
-                self.projected = nn.LSTM(I, H, proj_size=2)
+        def forward(self, x):
+            y, _ = self.lstm(x)
+            z, _ = self.blocks[1][0](self.blocks[0](y).transpose(0, 1))
+            return z.sum() + self.custom(x)[0].sum() + self.projected(x)[0].sum(), y
 
-            def forward(self, x):
-                y, _ = self.lstm(x)
-                z = self.blocks[0](y).transpose(0, 1)
-                z, _ = self.blocks[1][0](z)
-                return z.sum() + self.custom(x)[0].sum() + self.projected(x)[0].sum(), y
-
-        torch.manual_seed(0)
-        return Model().double()
+    torch.manual_seed(0)
+    return Model().double()
 
 
 def test_convert_nested_model(torch, rt):
-    model = Nested.build(torch)
+    model = nested_model(torch)
     model.blocks.eval()
     params = dict(model.named_parameters())
     original = copy.deepcopy(model)

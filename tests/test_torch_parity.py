@@ -141,6 +141,22 @@ def test_parity_grid(torch, rt, mode, num_layers, bidirectional, batch_first, le
 
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("lengths", ["dense", "packed"])
+@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
+def test_every_isa(torch, rt, isa, mode, lengths, dtype_name):
+    # The grid above runs the best ISA; here every ISA this CPU has (conftest's
+    # `isa` fixture), and the module packs its weights for the active one.
+    dtype = getattr(torch, dtype_name)
+    ours, ref = build(torch, rt, mode, dtype, num_layers=2, bidirectional=True)
+    x, states = make_inputs(torch, mode, dtype, 2, True, False, True)
+    kw = dict(packed=lengths == "packed", upstream_dtype=dtype)
+    got = forward_backward(torch, ours, x, states, **kw)
+    want = forward_backward(torch, ref, x, states, **kw)
+    assert_matches(got, want, dtype, mode, 2, True)
+    assert all(w.isa == isa for w in ours._rnnkit_cache[2])
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("with_hx", [False, True])
 def test_unbatched_input(torch, rt, mode, batch_first, with_hx):
