@@ -32,6 +32,7 @@ struct TrainingContext {
     AlignedBuffer<T> gates;    // (T, B, kWorkspaceSlots * H), internal layout, by time
     AlignedBuffer<T> h;        // (T + 1, B, H) slots
     AlignedBuffer<T> c;        // LSTM only, (T + 1, B, H) slots
+    AlignedBuffer<T> rh;       // GRU reset before linear only: r * h_prev, (T, B, H) by time
 
     int prev_slot(int t) const { return reverse ? t + 1 : t; }
     int out_slot(int t) const { return reverse ? t : t + 1; }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "layer/gru_rbl.h"
 #include "layer/rnn.h"
 #include "layer/rnn_common.h"
 #include "layer/threading.h"
@@ -17,13 +18,16 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
     const int steps = ctx.steps, B = ctx.batch, I = w.I, H = w.H, G = w.G, GH = G * H;
     const std::size_t BH = std::size_t(B) * H;
     const bool lstm = w.cell == CellKind::lstm;
+    const bool rbl = !w.linear_before_reset;
     const std::ptrdiff_t ld_ws = std::ptrdiff_t(kWorkspaceSlots) * H;
 
     // Gate gradients of every step, by time. The GRU's recurrent side sees a
-    // different n-gate gradient (times r); the LSTM's sides are identical.
+    // different n-gate gradient (times r) when linear before reset; the
+    // sides of the LSTM and of the GRU reset before linear are identical.
+    const bool same_sides = lstm || rbl;
     AlignedBuffer<T> dgx(std::size_t(steps) * B * GH), dgh_own;
-    if (!lstm) dgh_own.reset(dgx.size());
-    T* dgh = lstm ? dgx.data() : dgh_own.data();
+    if (!same_sides) dgh_own.reset(dgx.size());
+    T* dgh = same_sides ? dgx.data() : dgh_own.data();
     // Running dh (recurrent part) and dc.
     AlignedBuffer<T> dh(BH), dc(lstm ? BH : 0);
     copy_or_zero(dh.data(), a.dh_n, BH);
@@ -33,6 +37,8 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
     const int loop_threads = time_loop_threads(w, B, nthreads);
     const int nblocks = w.layout.blocks();
     const int npanels = (H + whh.nr - 1) / whh.nr;
+    const PackedMatrix<T>* whn = rbl ? &w.whn_for_backward(nthreads) : nullptr;
+    AlignedBuffer<T> rbl_scratch(rbl ? std::size_t(B) * kUnitBlock * loop_threads : 0);
 
     parallel_region(loop_threads, [&](int tid, int nth) {
         int jb, je, pb, pe;
@@ -44,6 +50,12 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
             const T* dy = a.dy ? a.dy + t * BH : nullptr;
             T* dgx_t = dgx.data() + std::size_t(t) * B * GH;
             T* dgh_t = dgh + std::size_t(t) * B * GH;
+            if (rbl) {
+                const T* hp = ctx.h.data() + ctx.prev_slot(t) * BH;
+                gru_rbl_backward_step(w, whh, *whn, GruRblBackwardStep<T>{B, ws, hp, dy, dh.data(), dgx_t},
+                                      rbl_scratch.data() + std::size_t(B) * kUnitBlock * tid, jb, je, nth);
+                continue;
+            }
             for (int j = jb; j < je; ++j) {
                 const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
                 const T* wsb = ws + kWorkspaceSlots * u0;
@@ -87,7 +99,8 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
     gemm_parallel(kern, GH, dgx.data(), 1, GH, operand, internal.data(), I, false, nthreads);
     rows_to_torch_order(w.layout, I, internal.data(), a.dw_ih, nthreads);
     pack_matrix(kern, rows, H, ctx.h.data() + (ctx.reverse ? BH : 0), H, 1, operand, nthreads);
-    gemm_parallel(kern, GH, dgh, 1, GH, operand, internal.data(), H, false, nthreads);
+    if (rbl) gru_rbl_grad_whh(w, rows, dgx.data(), operand, ctx.rh.data(), internal.data(), nthreads);
+    else gemm_parallel(kern, GH, dgh, 1, GH, operand, internal.data(), H, false, nthreads);
     rows_to_torch_order(w.layout, H, internal.data(), a.dw_hh, nthreads);
 
     // Bias gradients: column sums over all rows, columns split over threads.
@@ -104,8 +117,9 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
         rows_to_torch_order(w.layout, 1, sums, out);
     };
     bias_grad(dgx.data(), a.db_ih);
-    // The LSTM's two biases enter the same sum: their gradients are equal.
-    if (lstm) std::memcpy(a.db_hh, a.db_ih, std::size_t(GH) * sizeof(T));
+    // The LSTM's two biases enter the same sum, and so do the GRU's reset
+    // before linear: their gradients are equal.
+    if (same_sides) std::memcpy(a.db_hh, a.db_ih, std::size_t(GH) * sizeof(T));
     else bias_grad(dgh, a.db_hh);
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "layer/gru_rbl.h"
 #include "layer/rnn.h"
 #include "layer/rnn_common.h"
 #include "layer/threading.h"
@@ -27,6 +28,7 @@ void rnn_forward(const PackedRnn<T>& w, const ForwardArgs<T>& a, TrainingContext
     const int steps = a.steps, B = a.batch, I = w.I, H = w.H, G = w.G, GH = G * H;
     const std::size_t BH = std::size_t(B) * H;
     const bool lstm = w.cell == CellKind::lstm;
+    const bool rbl = !w.linear_before_reset;
     const bool training = ctx != nullptr;
     const std::ptrdiff_t ld_ws = std::ptrdiff_t(kWorkspaceSlots) * H;
 
@@ -60,6 +62,14 @@ void rnn_forward(const PackedRnn<T>& w, const ForwardArgs<T>& a, TrainingContext
     // Inference keeps only two cell states, alternating between steps.
     AlignedBuffer<T> c_pingpong;
     if (lstm && !training) c_pingpong.reset(2 * BH);
+    // GRU reset before linear: r * h_prev, kept for every step in training
+    // (dW_hn needs it); in inference one step's, and its gates as scratch.
+    AlignedBuffer<T> rh_step, ws_step;
+    if (rbl && training) ctx->rh.reset(steps * BH);
+    if (rbl && !training) {
+        rh_step.reset(BH);
+        ws_step.reset(std::size_t(B) * ld_ws);
+    }
 
     auto h_out = [&](int t) -> T* {
         return training ? ctx->h.data() + ctx->out_slot(t) * BH : a.y + t * BH;
@@ -100,6 +110,13 @@ void rnn_forward(const PackedRnn<T>& w, const ForwardArgs<T>& a, TrainingContext
                 T* ho = h_out(t);
                 const T* gxt = gx.data() + std::size_t(t - t_lo) * B * GH;
                 T* ws = training ? ctx->gates.data() + std::size_t(t) * B * ld_ws : nullptr;
+                if (rbl) {
+                    T* rh = training ? ctx->rh.data() + t * BH : rh_step.data();
+                    gru_rbl_forward_step(w, GruRblForwardStep<T>{B, gxt, hp, ho, rh, ws ? ws : ws_step.data()}, gh,
+                                         jb, je, nth);
+                    region_barrier(nth);
+                    continue;
+                }
                 for (int j = jb; j < je; ++j) {
                     const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
                     const int ld = G * units;
