@@ -34,7 +34,7 @@ CellKind parse_cell(const std::string& s) {
 
 template <typename T>
 PackedHandle pack_impl(CellKind cell, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj,
-                       py::handle b_hh_obj) {
+                       py::handle b_hh_obj, bool linear_before_reset) {
     const int G = gate_count(cell);
     const std::string gh_label = std::to_string(G) + "*H";
     Arr<T> w_ih = take_array<T>(w_ih_obj, "weight_ih", {{kAnySize, gh_label.c_str()}, {kAnySize, "I"}});
@@ -56,14 +56,17 @@ PackedHandle pack_impl(CellKind cell, py::handle w_ih_obj, py::handle w_hh_obj, 
     {
         py::gil_scoped_release release;
         packed = pack_rnn<T>(cell, active_isa(), int(I), int(H), w_ih.data(), w_hh.data(), data_or_null(b_ih),
-                             data_or_null(b_hh), get_num_threads());
+                             data_or_null(b_hh), get_num_threads(), linear_before_reset);
     }
     if constexpr (std::is_same<T, double>::value) h.f64 = packed; else h.f32 = packed;
     return h;
 }
 
-PackedHandle pack(const std::string& cell_s, py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh) {
+PackedHandle pack(const std::string& cell_s, py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh,
+                  bool linear_before_reset) {
     const CellKind cell = parse_cell(cell_s);
+    if (cell == CellKind::lstm && !linear_before_reset)
+        raise_value_error("linear_before_reset: False applies to GRU weights only, got cell 'lstm'");
     bool is_double = false;
     if (!is_float_dtype(w_ih, &is_double)) {
         if (!py::isinstance<py::array>(w_ih))
@@ -72,7 +75,8 @@ PackedHandle pack(const std::string& cell_s, py::handle w_ih, py::handle w_hh, p
         raise_type_error("weight_ih: expected dtype float32 or float64, got " +
                          std::string(py::str(py::reinterpret_borrow<py::array>(w_ih).dtype())));
     }
-    return is_double ? pack_impl<double>(cell, w_ih, w_hh, b_ih, b_hh) : pack_impl<float>(cell, w_ih, w_hh, b_ih, b_hh);
+    return is_double ? pack_impl<double>(cell, w_ih, w_hh, b_ih, b_hh, linear_before_reset)
+                     : pack_impl<float>(cell, w_ih, w_hh, b_ih, b_hh, linear_before_reset);
 }
 
 // ---- forward -----------------------------------------------------------------
@@ -224,10 +228,11 @@ void register_rnn(py::module_& m) {
         .def_property_readonly("input_size", &PackedHandle::input_size)
         .def_property_readonly("hidden_size", &PackedHandle::hidden_size)
         .def_property_readonly("isa", [](const PackedHandle& h) { return std::string(isa_name(h.isa())); })
+        .def_property_readonly("linear_before_reset", &PackedHandle::linear_before_reset)
         .def("__repr__", [](const PackedHandle& h) {
             return std::string("<rnnkit.PackedWeights ") + cell_prefix(h.cell) + " " + (h.is_double ? "float64" : "float32") +
                    " input_size=" + std::to_string(h.input_size()) + " hidden_size=" + std::to_string(h.hidden_size()) +
-                   " isa=" + isa_name(h.isa()) + ">";
+                   (h.linear_before_reset() ? "" : " linear_before_reset=False") + " isa=" + isa_name(h.isa()) + ">";
         });
     py::class_<ContextHandle>(m, "TrainingContext",
                               "Opaque state a training forward keeps for the matching backward call.")
@@ -235,7 +240,7 @@ void register_rnn(py::module_& m) {
         .def_property_readonly("single_step", [](const ContextHandle& c) { return c.single_step; });
 
     m.def("pack", &pack, py::arg("cell"), py::arg("weight_ih"), py::arg("weight_hh"), py::arg("bias_ih") = py::none(),
-          py::arg("bias_hh") = py::none());
+          py::arg("bias_hh") = py::none(), py::arg("linear_before_reset") = true);
 
     const StateNames seq{"h0", "c0"}, step{"h", "c"};
     m.def("lstm_forward", [seq](py::handle x, py::handle w, py::handle h0, py::handle c0, bool reverse, bool training) {

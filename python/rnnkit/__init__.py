@@ -4,7 +4,8 @@ The kernels are C++ (one build per instruction set, chosen at import); this
 module is the public Python API over them. Conventions are PyTorch's:
 time-major input ``x`` of shape (T, B, I), weights ``weight_ih`` (G*H, I) and
 ``weight_hh`` (G*H, H) with gate order i, f, g, o for the LSTM (G = 4) and
-r, z, n for the GRU (G = 3, "linear before reset" as in torch.nn.GRU).
+r, z, n for the GRU (G = 3, "linear before reset" as in torch.nn.GRU by
+default, or "reset before linear" as in Cho et al. 2014 and ONNX's default).
 
 Weights are packed once (:func:`pack_lstm`, :func:`pack_gru`) and reused by
 every call. ``training=True`` makes a forward call keep what the backward
@@ -118,13 +119,31 @@ def pack_lstm(weight_ih: np.ndarray, weight_hh: np.ndarray, bias_ih: Optional[np
     return _core.pack("lstm", weight_ih, weight_hh, bias_ih, bias_hh)
 
 
+def _flag(value, name: str) -> bool:
+    """A bool argument; the integers 0 and 1 (ONNX attribute values) count too."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        if value in (0, 1):
+            return bool(value)
+        raise ValueError(f"{name}: expected a bool (or 0 / 1), got {value!r}")
+    raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+
+
 def pack_gru(weight_ih: np.ndarray, weight_hh: np.ndarray, bias_ih: Optional[np.ndarray] = None,
-             bias_hh: Optional[np.ndarray] = None) -> PackedWeights:
-    """Pack GRU weights (PyTorch layout, gates r, z, n, linear before reset).
+             bias_hh: Optional[np.ndarray] = None, *, linear_before_reset: bool = True) -> PackedWeights:
+    """Pack GRU weights (PyTorch layout, gates r, z, n).
 
     weight_ih (3H, I), weight_hh (3H, H), bias_ih / bias_hh (3H,) or None.
+    ``linear_before_reset`` picks the form of the candidate gate n:
+    True (PyTorch, cuDNN, ONNX linear_before_reset=1, Keras reset_after=True)
+    ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``; False (Cho et al. 2014,
+    ONNX's default, Keras reset_after=False)
+    ``n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)``. The forward, backward
+    and cell functions follow the form the weights were packed with.
     """
-    return _core.pack("gru", weight_ih, weight_hh, bias_ih, bias_hh)
+    lbr = _flag(linear_before_reset, "linear_before_reset")
+    return _core.pack("gru", weight_ih, weight_hh, bias_ih, bias_hh, lbr)
 
 
 # ---- whole sequences -----------------------------------------------------------
