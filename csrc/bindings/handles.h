@@ -29,6 +29,7 @@ struct ContextHandle {
     bool single_step;    // made by *_cell(training=True): grads have no time axis
     std::shared_ptr<TrainingContext<float>> f32;
     std::shared_ptr<TrainingContext<double>> f64;
+    bool packed = false; // made with batch_sizes: dy and dx are packed (N, H), (N, I)
 
     template <typename T> std::shared_ptr<TrainingContext<T>>& get();
 };

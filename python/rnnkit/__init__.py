@@ -20,6 +20,7 @@ from collections import namedtuple
 from typing import Iterator, Optional, Tuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _core
 from . import reference
@@ -149,34 +150,49 @@ def pack_gru(weight_ih: np.ndarray, weight_hh: np.ndarray, bias_ih: Optional[np.
 # ---- whole sequences -----------------------------------------------------------
 
 def lstm_forward(x: np.ndarray, weights: PackedWeights, h0: Optional[np.ndarray] = None,
-                 c0: Optional[np.ndarray] = None, *, reverse: bool = False, training: bool = False):
+                 c0: Optional[np.ndarray] = None, *, reverse: bool = False, training: bool = False,
+                 batch_sizes: Optional[ArrayLike] = None):
     """Run an LSTM layer over a sequence.
 
     x (T, B, I); h0, c0 (B, H) or None for zeros; ``reverse`` processes
     t = T-1 .. 0 (y stays indexed by time). Returns ``(y, h_n, c_n)`` with
     y (T, B, H), or ``(y, h_n, c_n, ctx)`` when ``training`` is true.
+
+    Sequences of different lengths: ``batch_sizes`` (1-D integers, length
+    T, non-increasing, every entry >= 1) is the number of sequences still
+    running at each step, as in torch's PackedSequence. x is then packed
+    (N, I), N = sum(batch_sizes): the rows of step t start at
+    sum(batch_sizes[:t]) and row b of a step is sequence b, sequences
+    sorted longest first. y comes back packed (N, H); h0, c0, h_n, c_n are
+    (B, H) with B = batch_sizes[0], in the same order. h_n / c_n hold each
+    sequence's state after its own last step; with ``reverse`` a sequence
+    starts at its own end from h0 / c0 and ends at t = 0. No work is spent
+    on padding.
     """
-    return _core.lstm_forward(x, weights, h0, c0, reverse, training)
+    return _core.lstm_forward(x, weights, h0, c0, reverse, training, batch_sizes)
 
 
 def lstm_backward(ctx: TrainingContext, dy: Optional[np.ndarray] = None, dh_n: Optional[np.ndarray] = None,
                   dc_n: Optional[np.ndarray] = None) -> LSTMGrads:
     """Gradients of an LSTM layer given the loss gradients of its outputs
     (dy (T, B, H), dh_n, dc_n (B, H); None for zeros). Returns LSTMGrads
-    (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh) in PyTorch layout."""
+    (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh) in PyTorch layout. After a
+    forward with ``batch_sizes``, dy and dx are packed: (N, H) and (N, I)."""
     return LSTMGrads(*_core.lstm_backward(ctx, dy, dh_n, dc_n))
 
 
 def gru_forward(x: np.ndarray, weights: PackedWeights, h0: Optional[np.ndarray] = None, *,
-                reverse: bool = False, training: bool = False):
+                reverse: bool = False, training: bool = False, batch_sizes: Optional[ArrayLike] = None):
     """Run a GRU layer over a sequence. Returns ``(y, h_n)`` or
-    ``(y, h_n, ctx)`` when ``training`` is true; see :func:`lstm_forward`."""
-    return _core.gru_forward(x, weights, h0, reverse, training)
+    ``(y, h_n, ctx)`` when ``training`` is true; see :func:`lstm_forward`,
+    also for packed sequences (``batch_sizes``)."""
+    return _core.gru_forward(x, weights, h0, reverse, training, batch_sizes)
 
 
 def gru_backward(ctx: TrainingContext, dy: Optional[np.ndarray] = None,
                  dh_n: Optional[np.ndarray] = None) -> GRUGrads:
-    """Gradients of a GRU layer: GRUGrads (dx, dh0, dw_ih, dw_hh, db_ih, db_hh)."""
+    """Gradients of a GRU layer: GRUGrads (dx, dh0, dw_ih, dw_hh, db_ih, db_hh);
+    dy and dx packed after a forward with ``batch_sizes``."""
     return GRUGrads(*_core.gru_backward(ctx, dy, dh_n))
 
 
