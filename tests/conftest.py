@@ -40,8 +40,16 @@ def require_optional(name):
 
 
 CELLS = ("lstm", "gru")
+# The GRU's "reset before linear" form (pack_gru(..., linear_before_reset=False))
+# as a cell name of its own, for the tests that check every form.
+CELL_FORMS = CELLS + ("gru_rbl",)
 # Gates per cell: LSTM i, f, g, o; GRU r, z, n.
-GATES = {"lstm": 4, "gru": 3}
+GATES = {"lstm": 4, "gru": 3, "gru_rbl": 3}
+
+
+def linear_before_reset(cell):
+    """The GRU form a cell name stands for (True for the LSTM too)."""
+    return cell != "gru_rbl"
 
 # Field names of the gradient namedtuples, in their positional order.
 LSTM_GRADS = ("dx", "dh0", "dc0", "dw_ih", "dw_hh", "db_ih", "db_hh")
@@ -192,8 +200,10 @@ def make_case(cell, T, B, I, H, dtype, seed=0, *, none=()):
 
 def pack(cell, case):
     """PackedWeights for the case's weights, made for the active ISA."""
-    fn = rnnkit.pack_lstm if cell == "lstm" else rnnkit.pack_gru
-    return fn(case["weight_ih"], case["weight_hh"], case["bias_ih"], case["bias_hh"])
+    weights = (case["weight_ih"], case["weight_hh"], case["bias_ih"], case["bias_hh"])
+    if cell == "lstm":
+        return rnnkit.pack_lstm(*weights)
+    return rnnkit.pack_gru(*weights, linear_before_reset=linear_before_reset(cell))
 
 
 def grads_dict(grads, fields):
@@ -233,7 +243,7 @@ def reference_forward_backward(cell, case, reverse):
         return dict(y=y, h_n=h_n, c_n=c_n), dict(zip(LSTM_GRADS, g))
     y, h_n, cache = reference.gru_forward(
         c["x"], c["weight_ih"], c["weight_hh"], c["bias_ih"], c["bias_hh"],
-        c["h0"], reverse=reverse)
+        c["h0"], reverse=reverse, linear_before_reset=linear_before_reset(cell))
     g = reference.gru_backward(c["dy"], c["dh_n"], cache)
     return dict(y=y, h_n=h_n), dict(zip(GRU_GRADS, g))
 

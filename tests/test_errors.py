@@ -196,6 +196,31 @@ def test_weights_as_lists(cell):
         pack_with(cell, np.zeros((G * H, I), DT).tolist(), np.zeros((G * H, H), DT))
 
 
+@pytest.mark.parametrize("value,exc", [("no", TypeError), (None, TypeError), (0.0, TypeError),
+                                       (2, ValueError), (-1, ValueError)])
+def test_linear_before_reset_not_a_bool(value, exc):
+    c = make_case("gru", T, B, I, H, DT, seed=20)
+    with pytest.raises(exc, match=named("linear_before_reset")):
+        rnnkit.pack_gru(c["weight_ih"], c["weight_hh"], linear_before_reset=value)
+
+
+@pytest.mark.parametrize("value", [True, False, 1, 0, np.bool_(False), np.int64(1)])
+def test_linear_before_reset_accepts_bools_and_0_1(value):
+    # ONNX stores the attribute as an integer 0 or 1.
+    c = make_case("gru", T, B, I, H, DT, seed=20)
+    w = rnnkit.pack_gru(c["weight_ih"], c["weight_hh"], linear_before_reset=value)
+    assert w.linear_before_reset is bool(value)
+
+
+def test_linear_before_reset_is_for_the_gru_only():
+    c = make_case("lstm", T, B, I, H, DT, seed=20)
+    assert rnnkit.pack_lstm(c["weight_ih"], c["weight_hh"]).linear_before_reset is True
+    with pytest.raises(TypeError):
+        rnnkit.pack_lstm(c["weight_ih"], c["weight_hh"], linear_before_reset=False)
+    with pytest.raises(ValueError, match=named("linear_before_reset")):
+        rnnkit._core.pack("lstm", c["weight_ih"], c["weight_hh"], linear_before_reset=False)
+
+
 # ---------------------------------------------- the packed weights argument
 
 

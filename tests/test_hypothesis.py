@@ -12,7 +12,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 import rnnkit  # noqa: E402
-from conftest import (CELLS, assert_all_close, make_case, pack,  # noqa: E402
+from conftest import (CELL_FORMS, assert_all_close, make_case, pack,  # noqa: E402
                       reference_forward_backward, rnnkit_forward_backward)
 
 # Optional arguments that may be left out (None = zeros).
@@ -25,7 +25,7 @@ OPTIONAL = ("h0", "c0", "bias_ih", "bias_hh", "dy", "dh_n", "dc_n")
     B=st.integers(1, 5),
     I=st.integers(1, 40),
     H=st.integers(1, 40),
-    cell=st.sampled_from(CELLS),
+    cell=st.sampled_from(CELL_FORMS),
     reverse=st.booleans(),
     isa=st.sampled_from(list(rnnkit.available_isas())),
     none=st.sets(st.sampled_from(OPTIONAL), max_size=3),

@@ -1,5 +1,6 @@
 """rnnkit's LSTM/GRU layers and cells, forward and backward, against the
-float64 NumPy reference, for every ISA of this CPU and both dtypes.
+float64 NumPy reference, for every ISA of this CPU and both dtypes; the GRU
+in both forms (cell name "gru_rbl": reset before linear).
 
 The reference gets float64 copies of exactly the (possibly float32-rounded)
 inputs rnnkit gets, so the comparison measures only the kernels' arithmetic.
@@ -10,9 +11,9 @@ import pytest
 
 import rnnkit
 from rnnkit import reference
-from conftest import (CELLS, GATES, GRU_CELL_GRADS, GRU_GRADS, LSTM_CELL_GRADS, LSTM_GRADS,
+from conftest import (CELL_FORMS, GATES, GRU_CELL_GRADS, GRU_GRADS, LSTM_CELL_GRADS, LSTM_GRADS,
                       assert_all_close, assert_all_equal, cached_reference, grads_dict,
-                      make_case, pack, rnnkit_forward_backward)
+                      linear_before_reset, make_case, pack, rnnkit_forward_backward)
 
 
 def forward_inference(cell, case, w, reverse):
@@ -59,7 +60,7 @@ GRID = [(I, H, k % 2 == 1) for k, (I, H) in
 
 @pytest.mark.parametrize("I,H,reverse", GRID,
                          ids=[f"I{I}-H{H}-{'rev' if r else 'fwd'}" for I, H, r in GRID])
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", CELL_FORMS)
 def test_layer_shape_grid(cell, I, H, reverse, isa, dtype):
     check_layer(cell, 3, 2, I, H, dtype, reverse)
 
@@ -75,7 +76,7 @@ EDGE_SHAPES = [(1, 2, 7, 9), (1, 3, 16, 17), (4, 1, 9, 8), (5, 1, 33, 15),
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("T,B,I,H", EDGE_SHAPES)
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", CELL_FORMS)
 def test_layer_edge_shapes(cell, T, B, I, H, reverse, isa, dtype):
     check_layer(cell, T, B, I, H, dtype, reverse)
 
@@ -83,7 +84,7 @@ def test_layer_edge_shapes(cell, T, B, I, H, reverse, isa, dtype):
 # One realistic shape, large enough for several micro-kernel tiles in every
 # dimension, blocking of K, and threading.
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", CELL_FORMS)
 def test_layer_large(cell, reverse, isa, dtype):
     check_layer(cell, 12, 13, 320, 272, dtype, reverse)
 
@@ -94,9 +95,41 @@ def test_layer_large(cell, reverse, isa, dtype):
 # both directions cross chunk boundaries), the batch exceeds one 96-row block
 # of the GEMM driver, and H = 300 spans two k blocks of the recurrent GEMM.
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", CELL_FORMS)
 def test_layer_projection_chunks_and_tall_batch(cell, reverse, isa, dtype):
     check_layer(cell, 22, 100, 20, 300, dtype, reverse)
+
+
+# The reset-before-linear GRU runs each step in two halves over unit blocks
+# of 32 (r, z; then n from r * h of every unit), so its own sweep: H off the
+# block size by one (31, 33) and by a prime (47, 97), H and I around the
+# vector widths (15, 17), primes, I != H, T = 1, and batches of 1 and past
+# one micro-tile of rows.
+RBL_SHAPES = [(1, 3, 17, 31), (2, 5, 13, 33), (3, 1, 31, 47), (4, 9, 15, 97),
+              (1, 7, 3, 64), (5, 2, 41, 15), (3, 11, 7, 65)]
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("T,B,I,H", RBL_SHAPES)
+def test_gru_rbl_shapes(T, B, I, H, reverse, isa, dtype):
+    check_layer("gru_rbl", T, B, I, H, dtype, reverse)
+
+
+@pytest.mark.parametrize("lbr", [True, False])
+def test_gru_forms_differ(lbr, isa):
+    # The two forms must not be mixed up: each pack matches its own
+    # reference form and not the other one.
+    dtype = np.dtype(np.float64)
+    case = make_case("gru", 3, 2, 5, 6, dtype, seed=9)
+    w = rnnkit.pack_gru(case["weight_ih"], case["weight_hh"], case["bias_ih"], case["bias_hh"],
+                        linear_before_reset=lbr)
+    assert w.linear_before_reset is lbr
+    y, _ = rnnkit.gru_forward(case["x"], w, case["h0"])
+    wts = (case["weight_ih"], case["weight_hh"], case["bias_ih"], case["bias_hh"])
+    same, _, _ = reference.gru_forward(case["x"], *wts, case["h0"], linear_before_reset=lbr)
+    other, _, _ = reference.gru_forward(case["x"], *wts, case["h0"], linear_before_reset=not lbr)
+    np.testing.assert_allclose(y, same, rtol=1e-12, atol=1e-12)
+    assert np.max(np.abs(y - other)) > 1e-3
 
 
 # ------------------------------------------------------ None means zeros
@@ -112,7 +145,7 @@ NONE_SETS = {
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("none", list(NONE_SETS.values()), ids=list(NONE_SETS))
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", CELL_FORMS)
 def test_none_inputs_match_reference_and_zeros(cell, none, reverse, isa, dtype):
     T, B, I, H = 4, 3, 9, 17
     case, out, grads = check_layer(cell, T, B, I, H, dtype, reverse, seed=1, none=none)
@@ -136,19 +169,20 @@ def test_none_inputs_match_reference_and_zeros(cell, none, reverse, isa, dtype):
 # ---------------------------------------------------------- PackedWeights
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", CELL_FORMS)
 def test_packed_weights_attributes(cell, isa, dtype):
     case = make_case(cell, 2, 2, 5, 3, dtype)
     w = pack(cell, case)
     assert isinstance(w, rnnkit.PackedWeights)
-    assert w.cell == cell
+    assert w.cell == ("gru" if cell == "gru_rbl" else cell)
+    assert w.linear_before_reset is linear_before_reset(cell)
     assert np.dtype(w.dtype) == dtype
     assert w.input_size == 5
     assert w.hidden_size == 3
     assert w.isa == isa
     # The attributes describe the packed buffer, so they must be read-only.
     for attr, value in [("cell", "gru"), ("input_size", 6), ("hidden_size", 4),
-                        ("isa", "scalar"), ("dtype", np.float16)]:
+                        ("isa", "scalar"), ("dtype", np.float16), ("linear_before_reset", False)]:
         with pytest.raises(AttributeError):
             setattr(w, attr, value)
 
@@ -178,14 +212,14 @@ def cell_reference(cell, x, case, h, c, dh, dc):
         h1, c1, cache = reference.lstm_cell_forward(x, h, c, *wts)
         g = reference.lstm_cell_backward(dh, dc, cache)
         return dict(h1=h1, c1=c1), dict(zip(LSTM_CELL_GRADS, g))
-    h1, cache = reference.gru_cell_forward(x, h, *wts)
+    h1, cache = reference.gru_cell_forward(x, h, *wts, linear_before_reset(cell))
     g = reference.gru_cell_backward(dh, cache)
     return dict(h1=h1), dict(zip(GRU_CELL_GRADS, g))
 
 
 @pytest.mark.parametrize("none", list(CELL_NONE_SETS.values()), ids=list(CELL_NONE_SETS))
 @pytest.mark.parametrize("B,I,H", CELL_SHAPES)
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", CELL_FORMS)
 def test_cell_matches_reference(cell, B, I, H, none, isa, dtype):
     case = make_case(cell, 1, B, I, H, dtype, seed=2, none=none)
     x, h, c = case["x"][0], case["h0"], case.get("c0")
@@ -203,7 +237,7 @@ def test_cell_matches_reference(cell, B, I, H, none, isa, dtype):
 # ---------------------------------------------------------------- the ctx
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", CELL_FORMS)
 def test_ctx_can_be_used_for_several_backward_calls(cell, isa, dtype):
     T, B, I, H = 5, 3, 9, 17
     case = make_case(cell, T, B, I, H, dtype, seed=3)
@@ -229,7 +263,7 @@ def test_ctx_can_be_used_for_several_backward_calls(cell, isa, dtype):
     assert_all_equal(first, again, what="second backward: ")
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", CELL_FORMS)
 def test_ctx_keeps_its_own_copy_of_the_inputs(cell, isa, dtype):
     T, B, I, H = 4, 3, 9, 17
     case = make_case(cell, T, B, I, H, dtype, seed=5)
@@ -255,7 +289,7 @@ def test_ctx_keeps_its_own_copy_of_the_inputs(cell, isa, dtype):
     assert_all_equal(expected[1], g, what="after mutating the inputs: ")
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", CELL_FORMS)
 def test_pack_keeps_its_own_copy_of_the_weights(cell, isa, dtype):
     case = make_case(cell, 3, 2, 9, 17, dtype, seed=6)
     expected = rnnkit_forward_backward(cell, case, reverse=False)
@@ -271,7 +305,7 @@ def test_pack_keeps_its_own_copy_of_the_weights(cell, isa, dtype):
     assert_all_equal(expected[1], got[1], what="after mutating the weights: ")
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", CELL_FORMS)
 def test_cell_ctx_keeps_its_own_copy_of_the_inputs(cell, isa, dtype):
     B, I, H = 3, 9, 17
     case = make_case(cell, 1, B, I, H, dtype, seed=7)
@@ -297,7 +331,7 @@ def test_cell_ctx_keeps_its_own_copy_of_the_inputs(cell, isa, dtype):
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", CELL_FORMS)
 def test_outputs_do_not_alias_inputs(cell, reverse, isa, dtype):
     # Writing into a returned array must not change the inputs or other outputs.
     case = make_case(cell, 3, 2, 5, 4, dtype, seed=8)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import rnnkit
-from conftest import (CELLS, GRU_CELL_GRADS, LSTM_CELL_GRADS, assert_all_equal, grads_dict,
+from conftest import (CELL_FORMS, CELLS, GRU_CELL_GRADS, LSTM_CELL_GRADS, assert_all_equal, grads_dict,
                       make_case, pack, rnnkit_forward_backward)
 
 
@@ -28,15 +28,16 @@ def restore_threads():
 # ----------------------------------------------------------- thread counts
 
 # Big enough that the drivers split hidden units (and batch) over threads: a
-# batched shape, and a B = 1 shape where only hidden units can be split.
-THREAD_SHAPES = [(20, 32, 96, 160), (30, 1, 64, 256)]
+# batched shape, a B = 1 shape where only hidden units can be split, and one
+# whose last block of 32 hidden units is partial (145 = 4 * 32 + 17).
+THREAD_SHAPES = [(20, 32, 96, 160), (30, 1, 64, 256), (7, 6, 33, 145)]
 
 
 @pytest.mark.parametrize("T,B,I,H", THREAD_SHAPES)
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", CELL_FORMS)
 def test_results_do_not_depend_on_thread_count(cell, T, B, I, H, isa, dtype, restore_threads):
     case = make_case(cell, T, B, I, H, dtype, seed=10)
-    reverse = B == 1  # cover both directions across the two shapes
+    reverse = B == 1  # cover both directions across the shapes
     results = {}
     for n in (1, 2):
         rnnkit.set_num_threads(n)

@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 
 #include <string>
+#include <vector>
 
 #include "bindings/bind_common.h"
 #include "bindings/handles.h"
@@ -34,7 +35,7 @@ CellKind parse_cell(const std::string& s) {
 
 template <typename T>
 PackedHandle pack_impl(CellKind cell, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj,
-                       py::handle b_hh_obj) {
+                       py::handle b_hh_obj, bool linear_before_reset) {
     const int G = gate_count(cell);
     const std::string gh_label = std::to_string(G) + "*H";
     Arr<T> w_ih = take_array<T>(w_ih_obj, "weight_ih", {{kAnySize, gh_label.c_str()}, {kAnySize, "I"}});
@@ -56,14 +57,17 @@ PackedHandle pack_impl(CellKind cell, py::handle w_ih_obj, py::handle w_hh_obj, 
     {
         py::gil_scoped_release release;
         packed = pack_rnn<T>(cell, active_isa(), int(I), int(H), w_ih.data(), w_hh.data(), data_or_null(b_ih),
-                             data_or_null(b_hh), get_num_threads());
+                             data_or_null(b_hh), get_num_threads(), linear_before_reset);
     }
     if constexpr (std::is_same<T, double>::value) h.f64 = packed; else h.f32 = packed;
     return h;
 }
 
-PackedHandle pack(const std::string& cell_s, py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh) {
+PackedHandle pack(const std::string& cell_s, py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh,
+                  bool linear_before_reset) {
     const CellKind cell = parse_cell(cell_s);
+    if (cell == CellKind::lstm && !linear_before_reset)
+        raise_value_error("linear_before_reset: False applies to GRU weights only, got cell 'lstm'");
     bool is_double = false;
     if (!is_float_dtype(w_ih, &is_double)) {
         if (!py::isinstance<py::array>(w_ih))
@@ -72,7 +76,8 @@ PackedHandle pack(const std::string& cell_s, py::handle w_ih, py::handle w_hh, p
         raise_type_error("weight_ih: expected dtype float32 or float64, got " +
                          std::string(py::str(py::reinterpret_borrow<py::array>(w_ih).dtype())));
     }
-    return is_double ? pack_impl<double>(cell, w_ih, w_hh, b_ih, b_hh) : pack_impl<float>(cell, w_ih, w_hh, b_ih, b_hh);
+    return is_double ? pack_impl<double>(cell, w_ih, w_hh, b_ih, b_hh, linear_before_reset)
+                     : pack_impl<float>(cell, w_ih, w_hh, b_ih, b_hh, linear_before_reset);
 }
 
 // ---- forward -----------------------------------------------------------------
@@ -88,19 +93,70 @@ const PackedHandle& take_weights(py::handle obj, CellKind cell, const char* fn) 
     return w;
 }
 
+// batch_sizes of a packed sequence (PyTorch's PackedSequence.batch_sizes):
+// a 1-D array-like of integers, every entry >= 1, non-increasing.
+std::vector<int> take_batch_sizes(py::handle obj) {
+    const std::string expected = "batch_sizes: expected a 1-D array-like of integers (rows per time step)";
+    py::array arr;
+    try {
+        arr = py::module_::import("numpy").attr("asarray")(obj);
+    } catch (py::error_already_set&) {
+        raise_type_error(expected + ", got " + std::string(py::str(py::type::of(obj).attr("__name__"))));
+    }
+    // Not numbers at all (objects, strings): a type error whatever the shape.
+    const char kind = arr.dtype().kind();
+    const std::string got_dtype = ", got dtype " + std::string(py::str(arr.dtype()));
+    if (kind != 'i' && kind != 'u' && kind != 'f' && kind != 'c' && kind != 'b') raise_type_error(expected + got_dtype);
+    if (arr.ndim() != 1)
+        raise_value_error(expected + ", got a " + std::to_string(arr.ndim()) + "-D array");
+    // Before the integer check: an empty list becomes a float64 array.
+    if (arr.size() < 1) raise_value_error("batch_sizes: expected at least one time step (length T >= 1), got none");
+    if (kind != 'i' && kind != 'u') raise_type_error(expected + got_dtype);
+    auto v = py::array_t<long long, py::array::c_style | py::array::forcecast>::ensure(arr);
+    std::vector<int> sizes(std::size_t(v.size()));
+    long long total = 0;
+    for (py::ssize_t t = 0; t < v.size(); ++t) {
+        const long long b = v.data()[t];
+        const std::string at = "batch_sizes[" + std::to_string(t) + "] = " + std::to_string(b);
+        if (b < 1) raise_value_error("batch_sizes: expected every entry >= 1, got " + at);
+        if (t > 0 && b > sizes[t - 1])
+            raise_value_error("batch_sizes: expected non-increasing entries (sequences sorted longest first), got " +
+                              at + " after " + std::to_string(sizes[t - 1]));
+        total += b;
+        if (total > kMaxDim)
+            raise_value_error("batch_sizes: a sum above " + std::to_string(kMaxDim) + " rows is not supported");
+        sizes[t] = int(b);
+    }
+    return sizes;
+}
+
 // Names of the state arguments as the Python API spells them.
 struct StateNames { const char* h; const char* c; };
 
 template <typename T>
 py::object forward_impl(const PackedHandle& wh, CellKind cell, bool single_step, py::handle x_obj, py::handle h0_obj,
-                        py::handle c0_obj, bool reverse, bool training, StateNames names) {
+                        py::handle c0_obj, bool reverse, bool training, py::handle bs_obj, StateNames names) {
     const std::shared_ptr<PackedRnn<T>>& w = wh.get<T>();
     const bool lstm = cell == CellKind::lstm;
     const py::ssize_t I = w->I, H = w->H;
+    // Packed sequences: x (N, I) with the rows of step t after those of t-1.
+    const bool packed = !bs_obj.is_none();
+    std::vector<int> batch_sizes;
+    if (packed) batch_sizes = take_batch_sizes(bs_obj);
     Arr<T> x = single_step ? take_array<T>(x_obj, "x", {{kAnySize, "B"}, {I, "I"}})
+               : packed    ? take_array<T>(x_obj, "x", {{kAnySize, "N"}, {I, "I"}})
                            : take_array<T>(x_obj, "x", {{kAnySize, "T"}, {kAnySize, "B"}, {I, "I"}});
-    const py::ssize_t steps = single_step ? 1 : x.shape(0), B = x.shape(single_step ? 0 : 1);
-    if (steps * B > kMaxDim)
+    const py::ssize_t steps = single_step ? 1 : packed ? py::ssize_t(batch_sizes.size()) : x.shape(0);
+    const py::ssize_t B = packed ? batch_sizes[0] : x.shape(single_step ? 0 : 1);
+    const py::ssize_t N = packed ? x.shape(0) : steps * B;
+    if (packed) {
+        py::ssize_t total = 0;
+        for (int b : batch_sizes) total += b;
+        if (N != total)
+            raise_value_error("x: with batch_sizes, expected packed shape (N, I) = (" + std::to_string(total) + ", " +
+                              std::to_string(I) + ") with N = sum(batch_sizes), got " + std::to_string(N) + " rows");
+    }
+    if (steps * B > kMaxDim && !packed)
         raise_value_error("x: T * B above " + std::to_string(kMaxDim) + " rows is not supported; split the batch");
     if (steps < 1 || B < 1)
         raise_value_error(std::string("x: expected at least one ") + (steps < 1 ? "time step (T >= 1)" : "batch element (B >= 1)") +
@@ -110,7 +166,7 @@ py::object forward_impl(const PackedHandle& wh, CellKind cell, bool single_step,
     if (lstm) c0 = take_optional<T>(c0_obj, names.c, {{B, "B"}, {H, "H"}});
 
     Arr<T> h_n({B, H});
-    Arr<T> y = single_step ? h_n : Arr<T>({steps, B, H});
+    Arr<T> y = single_step ? h_n : packed ? Arr<T>({N, H}) : Arr<T>({steps, B, H});
     Arr<T> c_n = lstm ? Arr<T>({B, H}) : Arr<T>();
     std::shared_ptr<TrainingContext<T>> ctx;
     if (training) {
@@ -121,6 +177,7 @@ py::object forward_impl(const PackedHandle& wh, CellKind cell, bool single_step,
     a.steps = int(steps);
     a.batch = int(B);
     a.reverse = reverse;
+    a.batch_sizes = packed ? batch_sizes.data() : nullptr;
     a.x = x.data();
     a.h0 = data_or_null(h0);
     a.c0 = data_or_null(c0);
@@ -138,6 +195,7 @@ py::object forward_impl(const PackedHandle& wh, CellKind cell, bool single_step,
     if (lstm) out.append(c_n);
     if (training) {
         ContextHandle ch{cell, std::is_same<T, double>::value, single_step, nullptr, nullptr};
+        ch.packed = packed;
         if constexpr (std::is_same<T, double>::value) ch.f64 = ctx; else ch.f32 = ctx;
         out.append(py::cast(std::move(ch)));
     }
@@ -146,10 +204,10 @@ py::object forward_impl(const PackedHandle& wh, CellKind cell, bool single_step,
 }
 
 py::object forward(CellKind cell, bool single_step, const char* fn, py::handle x, py::handle weights, py::handle h0,
-                   py::handle c0, bool reverse, bool training, StateNames names) {
+                   py::handle c0, bool reverse, bool training, StateNames names, py::handle batch_sizes = py::none()) {
     const PackedHandle& w = take_weights(weights, cell, fn);
-    return w.is_double ? forward_impl<double>(w, cell, single_step, x, h0, c0, reverse, training, names)
-                       : forward_impl<float>(w, cell, single_step, x, h0, c0, reverse, training, names);
+    return w.is_double ? forward_impl<double>(w, cell, single_step, x, h0, c0, reverse, training, batch_sizes, names)
+                       : forward_impl<float>(w, cell, single_step, x, h0, c0, reverse, training, batch_sizes, names);
 }
 
 // ---- backward ------------------------------------------------------------------
@@ -176,13 +234,15 @@ py::tuple backward_impl(ContextHandle& ch, bool single_step, py::handle dy_obj, 
     const PackedRnn<T>& w = *ctx.weights;
     const bool lstm = w.cell == CellKind::lstm;
     const py::ssize_t steps = ctx.steps, B = ctx.batch, I = w.I, H = w.H, GH = py::ssize_t(w.G) * H;
+    const py::ssize_t N = py::ssize_t(ctx.rows.total());
     std::optional<Arr<T>> dy;
-    if (!single_step) dy = take_optional<T>(dy_obj, names.dy, {{steps, "T"}, {B, "B"}, {H, "H"}});
+    if (ch.packed) dy = take_optional<T>(dy_obj, names.dy, {{N, "N"}, {H, "H"}});
+    else if (!single_step) dy = take_optional<T>(dy_obj, names.dy, {{steps, "T"}, {B, "B"}, {H, "H"}});
     auto dh = take_optional<T>(dh_obj, names.dh, {{B, "B"}, {H, "H"}});
     std::optional<Arr<T>> dc;
     if (lstm) dc = take_optional<T>(dc_obj, names.dc, {{B, "B"}, {H, "H"}});
 
-    Arr<T> dx = single_step ? Arr<T>({B, I}) : Arr<T>({steps, B, I});
+    Arr<T> dx = single_step ? Arr<T>({B, I}) : ch.packed ? Arr<T>({N, I}) : Arr<T>({steps, B, I});
     Arr<T> dh0({B, H});
     Arr<T> dc0 = lstm ? Arr<T>({B, H}) : Arr<T>();
     Arr<T> dw_ih({GH, I}), dw_hh({GH, H}), db_ih({GH}), db_hh({GH});
@@ -224,10 +284,11 @@ void register_rnn(py::module_& m) {
         .def_property_readonly("input_size", &PackedHandle::input_size)
         .def_property_readonly("hidden_size", &PackedHandle::hidden_size)
         .def_property_readonly("isa", [](const PackedHandle& h) { return std::string(isa_name(h.isa())); })
+        .def_property_readonly("linear_before_reset", &PackedHandle::linear_before_reset)
         .def("__repr__", [](const PackedHandle& h) {
             return std::string("<rnnkit.PackedWeights ") + cell_prefix(h.cell) + " " + (h.is_double ? "float64" : "float32") +
                    " input_size=" + std::to_string(h.input_size()) + " hidden_size=" + std::to_string(h.hidden_size()) +
-                   " isa=" + isa_name(h.isa()) + ">";
+                   (h.linear_before_reset() ? "" : " linear_before_reset=False") + " isa=" + isa_name(h.isa()) + ">";
         });
     py::class_<ContextHandle>(m, "TrainingContext",
                               "Opaque state a training forward keeps for the matching backward call.")
@@ -235,17 +296,19 @@ void register_rnn(py::module_& m) {
         .def_property_readonly("single_step", [](const ContextHandle& c) { return c.single_step; });
 
     m.def("pack", &pack, py::arg("cell"), py::arg("weight_ih"), py::arg("weight_hh"), py::arg("bias_ih") = py::none(),
-          py::arg("bias_hh") = py::none());
+          py::arg("bias_hh") = py::none(), py::arg("linear_before_reset") = true);
 
     const StateNames seq{"h0", "c0"}, step{"h", "c"};
-    m.def("lstm_forward", [seq](py::handle x, py::handle w, py::handle h0, py::handle c0, bool reverse, bool training) {
-        return forward(CellKind::lstm, false, "lstm_forward", x, w, h0, c0, reverse, training, seq);
+    m.def("lstm_forward", [seq](py::handle x, py::handle w, py::handle h0, py::handle c0, bool reverse, bool training,
+                                py::handle batch_sizes) {
+        return forward(CellKind::lstm, false, "lstm_forward", x, w, h0, c0, reverse, training, seq, batch_sizes);
     }, py::arg("x"), py::arg("weights"), py::arg("h0") = py::none(), py::arg("c0") = py::none(),
-       py::arg("reverse") = false, py::arg("training") = false);
-    m.def("gru_forward", [seq](py::handle x, py::handle w, py::handle h0, bool reverse, bool training) {
-        return forward(CellKind::gru, false, "gru_forward", x, w, h0, py::none(), reverse, training, seq);
+       py::arg("reverse") = false, py::arg("training") = false, py::arg("batch_sizes") = py::none());
+    m.def("gru_forward", [seq](py::handle x, py::handle w, py::handle h0, bool reverse, bool training,
+                               py::handle batch_sizes) {
+        return forward(CellKind::gru, false, "gru_forward", x, w, h0, py::none(), reverse, training, seq, batch_sizes);
     }, py::arg("x"), py::arg("weights"), py::arg("h0") = py::none(), py::arg("reverse") = false,
-       py::arg("training") = false);
+       py::arg("training") = false, py::arg("batch_sizes") = py::none());
     m.def("lstm_cell", [step](py::handle x, py::handle w, py::handle h, py::handle c, bool training) {
         return forward(CellKind::lstm, true, "lstm_cell", x, w, h, c, false, training, step);
     }, py::arg("x"), py::arg("weights"), py::arg("h") = py::none(), py::arg("c") = py::none(),

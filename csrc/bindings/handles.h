@@ -18,6 +18,7 @@ struct PackedHandle {
     int input_size() const { return is_double ? f64->I : f32->I; }
     int hidden_size() const { return is_double ? f64->H : f32->H; }
     Isa isa() const { return is_double ? f64->isa : f32->isa; }
+    bool linear_before_reset() const { return is_double ? f64->linear_before_reset : f32->linear_before_reset; }
 };
 template <> inline const std::shared_ptr<PackedRnn<float>>& PackedHandle::get<float>() const { return f32; }
 template <> inline const std::shared_ptr<PackedRnn<double>>& PackedHandle::get<double>() const { return f64; }
@@ -28,6 +29,7 @@ struct ContextHandle {
     bool single_step;    // made by *_cell(training=True): grads have no time axis
     std::shared_ptr<TrainingContext<float>> f32;
     std::shared_ptr<TrainingContext<double>> f64;
+    bool packed = false; // made with batch_sizes: dy and dx are packed (N, H), (N, I)
 
     template <typename T> std::shared_ptr<TrainingContext<T>>& get();
 };

@@ -66,6 +66,61 @@ template <typename T> struct GruBwdArgs {
     T* dh_prev; std::ptrdiff_t ld_dh_prev;
 };
 
+// GRU step "reset before linear" (Cho et al. 2014; ONNX's default):
+// n = tanh(gx_n + (r * h_prev) W_hn^T + b_in + b_hn). The n gate's recurrent
+// product needs r of every unit, so a step runs in two halves with the
+// product in between, and so does its backward. Gate pointers address one
+// block: r of unit u at u, z at units + u (ws: n at 2 * units + u).
+
+// Forward, first half: r = sigmoid(gx_r + gh_r + b_r), z likewise. Writes
+// r and z (to rz, r then z) and r * h_prev, the left operand of the n product.
+template <typename T> struct GruRblRzFwdArgs {
+    int rows, units;
+    const T* gx; std::ptrdiff_t ld_gx;      // r, z
+    const T* gh; std::ptrdiff_t ld_gh;      // r, z: h_prev W_h[rz]^T
+    const T* bias;                          // r, z: b_i + b_h
+    const T* h_prev; std::ptrdiff_t ld_h_prev;
+    T* rz; std::ptrdiff_t ld_rz;            // out: r, z
+    T* rh; std::ptrdiff_t ld_rh;            // out: r * h_prev
+};
+
+// Forward, second half: n = tanh(gx_n + gh_n + b_n), h = n + z * (h_prev - n).
+template <typename T> struct GruRblNFwdArgs {
+    int rows, units;
+    const T* gx; std::ptrdiff_t ld_gx;      // n
+    const T* gh; std::ptrdiff_t ld_gh;      // (r * h_prev) W_hn^T
+    const T* bias;                          // b_in + b_hn
+    const T* z; std::ptrdiff_t ld_z;
+    const T* h_prev; std::ptrdiff_t ld_h_prev;
+    T* h; std::ptrdiff_t ld_h;
+    T* n; std::ptrdiff_t ld_n;              // out: n, or nullptr in inference
+};
+
+// Backward, first half. dh = dy + dh_rec; writes the pre-activation
+// gradients of z and n and dh_prev = dh * z (the direct path; may alias
+// dh_rec). The r gate waits for d(r * h_prev) = da_n W_hn.
+template <typename T> struct GruRblZnBwdArgs {
+    int rows, units;
+    const T* ws; std::ptrdiff_t ld_ws;      // r, z, n of this step
+    const T* h_prev; std::ptrdiff_t ld_h_prev;
+    const T* dy; std::ptrdiff_t ld_dy;      // may be nullptr
+    const T* dh_rec; std::ptrdiff_t ld_dh_rec;
+    T* da_z; std::ptrdiff_t ld_da_z;
+    T* da_n; std::ptrdiff_t ld_da_n;
+    T* dh_prev; std::ptrdiff_t ld_dh_prev;
+};
+
+// Backward, second half, given d_rh = d(r * h_prev): writes the r gate's
+// pre-activation gradient and adds d_rh * r to dh_prev.
+template <typename T> struct GruRblRBwdArgs {
+    int rows, units;
+    const T* r; std::ptrdiff_t ld_r;
+    const T* h_prev; std::ptrdiff_t ld_h_prev;
+    const T* d_rh; std::ptrdiff_t ld_d_rh;
+    T* da_r; std::ptrdiff_t ld_da_r;
+    T* dh_prev; std::ptrdiff_t ld_dh_prev;  // in/out
+};
+
 template <typename T> struct Kernels {
     const char* isa;
     int gemm_mr, gemm_nr;   // micro-tile rows and columns
@@ -83,6 +138,10 @@ template <typename T> struct Kernels {
     void (*lstm_postgemm_bwd)(const LstmBwdArgs<T>& a);
     void (*gru_postgemm_fwd)(const GruFwdArgs<T>& a);
     void (*gru_postgemm_bwd)(const GruBwdArgs<T>& a);
+    void (*gru_rbl_postgemm_fwd_rz)(const GruRblRzFwdArgs<T>& a);
+    void (*gru_rbl_postgemm_fwd_n)(const GruRblNFwdArgs<T>& a);
+    void (*gru_rbl_postgemm_bwd_zn)(const GruRblZnBwdArgs<T>& a);
+    void (*gru_rbl_postgemm_bwd_r)(const GruRblRBwdArgs<T>& a);
     // sums[j] += sum over i (in increasing order) of a[i * lda + j].
     void (*column_sums)(int m, int n, const T* a, std::ptrdiff_t lda, T* sums);
 };

@@ -3,6 +3,7 @@
 // thread count, so results are bitwise reproducible.
 #pragma once
 #include <cstddef>
+#include <utility>
 
 #include "kernels/kernel_table.h"
 #include "layer/buffer.h"
@@ -44,6 +45,14 @@ void pack_matrix(const Kernels<T>& kern, int K, int N, const T* b, std::ptrdiff_
 // packer; others (around a gate-block edge) are gathered value by value.
 template <typename T, typename ColumnFn>
 void pack_columns(const Kernels<T>& kern, int K, int N, ColumnFn column, PackedMatrix<T>& out, int nthreads);
+
+// Packs b(k, n) = row(k)[n], K x N, where run(k) returns {row(k), count}:
+// row k's address and how many rows from k on follow it `ld` apart (a
+// packed sequence's states, contiguous within each step). Each run goes
+// through the kernel's packer at once.
+template <typename T, typename RunFn>
+void pack_row_runs(const Kernels<T>& kern, int K, int N, std::ptrdiff_t ld, RunFn run, PackedMatrix<T>& out,
+                   int nthreads);
 
 // Packs the transpose of an already packed matrix (src.N x src.K), for the
 // same kernels, without a dense copy in between: each NR x NR block of a
@@ -101,6 +110,20 @@ void pack_columns(const Kernels<T>& kern, int K, int N, ColumnFn column, PackedM
         }
         for (int p = 0; p < kc; ++p)
             for (int jj = 0; jj < nr; ++jj) panel[p * nr + jj] = jj < nc ? column(j + jj)[k0 + p] : T(0);
+    });
+}
+
+template <typename T, typename RunFn>
+void pack_row_runs(const Kernels<T>& kern, int K, int N, std::ptrdiff_t ld, RunFn run, PackedMatrix<T>& out,
+                   int nthreads) {
+    const int nr = kern.gemm_nr;
+    for_each_panel(out, K, N, nr, nthreads, [&](int k0, int j, int kc, int nc, T* panel) {
+        for (int p = 0; p < kc;) {
+            const std::pair<const T*, int> r = run(k0 + p);
+            const int count = r.second < kc - p ? r.second : kc - p;
+            kern.pack_b_panel(count, nc, r.first + j, ld, 1, panel + std::size_t(p) * nr);
+            p += count;
+        }
     });
 }
 

@@ -40,7 +40,7 @@ void rows_to_torch_order(const GateLayout& lay, int cols, const T* internal, T* 
 
 template <typename T>
 std::shared_ptr<PackedRnn<T>> pack_rnn(CellKind cell, Isa isa, int I, int H, const T* w_ih, const T* w_hh,
-                                       const T* b_ih, const T* b_hh, int nthreads) {
+                                       const T* b_ih, const T* b_hh, int nthreads, bool linear_before_reset) {
     auto p = std::make_shared<PackedRnn<T>>();
     p->cell = cell;
     p->isa = isa;
@@ -48,7 +48,9 @@ std::shared_ptr<PackedRnn<T>> pack_rnn(CellKind cell, Isa isa, int I, int H, con
     p->I = I;
     p->H = H;
     p->G = gate_count(cell);
-    p->layout = GateLayout{H, p->G};
+    p->linear_before_reset = cell == CellKind::lstm || linear_before_reset;
+    const bool rbl = !p->linear_before_reset;
+    p->layout = GateLayout{H, p->G, rbl};
     const int GH = p->G * H;
 
     // Pack the transposes straight from PyTorch's rows: internal column n
@@ -58,20 +60,26 @@ std::shared_ptr<PackedRnn<T>> pack_rnn(CellKind cell, Isa isa, int I, int H, con
     for (int g = 0; g < p->G; ++g)
         for (int u = 0; u < H; ++u) torch_row[p->layout.internal_row(g, u)] = g * H + u;
     pack_columns(*p->kern, I, GH, [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; }, p->wih_t, nthreads);
-    pack_columns(*p->kern, H, GH, [&](int n) { return w_hh + std::size_t(torch_row[n]) * H; }, p->whh_t, nthreads);
+    // Reset before linear: the first 2H internal columns (r, z) only, and
+    // W_hn^T on its own, its columns in unit order.
+    const int whh_cols = rbl ? 2 * H : GH;
+    pack_columns(*p->kern, H, whh_cols, [&](int n) { return w_hh + std::size_t(torch_row[n]) * H; }, p->whh_t,
+                 nthreads);
+    if (rbl)
+        pack_columns(*p->kern, H, H, [&](int n) { return w_hh + std::size_t(2 * H + n) * H; }, p->whn_t, nthreads);
 
-    // Fold the biases that simply add into one vector; GRU keeps b_hn apart
-    // because the reset gate multiplies it.
+    // Fold the biases that simply add into one vector; a GRU linear before
+    // reset keeps b_hn apart because the reset gate multiplies it.
+    const bool hn_apart = cell == CellKind::gru && !rbl;
     std::vector<T> bsum(GH, T(0));
     for (int r = 0; r < GH; ++r) {
-        const bool n_gate_of_gru = cell == CellKind::gru && r >= 2 * H;
-        bsum[r] = (b_ih ? b_ih[r] : T(0)) + (b_hh && !n_gate_of_gru ? b_hh[r] : T(0));
+        const bool n_gate_apart = hn_apart && r >= 2 * H;
+        bsum[r] = (b_ih ? b_ih[r] : T(0)) + (b_hh && !n_gate_apart ? b_hh[r] : T(0));
     }
     p->bias.reset(GH);
     rows_to_internal(p->layout, 1, bsum.data(), p->bias.data());
     p->bias_hn.reset(H);
-    for (int u = 0; u < H; ++u)
-        p->bias_hn.data()[u] = (cell == CellKind::gru && b_hh) ? b_hh[2 * H + u] : T(0);
+    for (int u = 0; u < H; ++u) p->bias_hn.data()[u] = (hn_apart && b_hh) ? b_hh[2 * H + u] : T(0);
     return p;
 }
 
@@ -82,6 +90,7 @@ void PackedRnn<T>::pack_backward(int nthreads) const {
         // are the (GH x I) and (GH x H) B operands of the backward products.
         pack_transposed(wih_t, wih_n_, nthreads);
         pack_transposed(whh_t, whh_n_, nthreads);
+        if (!linear_before_reset) pack_transposed(whn_t, whn_n_, nthreads);
     });
 }
 
@@ -97,12 +106,18 @@ const PackedMatrix<T>& PackedRnn<T>::whh_for_backward(int nthreads) const {
     return whh_n_;
 }
 
+template <typename T>
+const PackedMatrix<T>& PackedRnn<T>::whn_for_backward(int nthreads) const {
+    pack_backward(nthreads);
+    return whn_n_;
+}
+
 template struct PackedRnn<float>;
 template struct PackedRnn<double>;
 template std::shared_ptr<PackedRnn<float>> pack_rnn<float>(CellKind, Isa, int, int, const float*, const float*,
-                                                           const float*, const float*, int);
+                                                           const float*, const float*, int, bool);
 template std::shared_ptr<PackedRnn<double>> pack_rnn<double>(CellKind, Isa, int, int, const double*,
-                                                             const double*, const double*, const double*, int);
+                                                             const double*, const double*, const double*, int, bool);
 template void rows_to_torch_order<float>(const GateLayout&, int, const float*, float*, int);
 template void rows_to_torch_order<double>(const GateLayout&, int, const double*, double*, int);
 

@@ -19,7 +19,8 @@ namespace rnnkit {
 enum class CellKind { lstm, gru };
 
 inline int gate_count(CellKind c) { return c == CellKind::lstm ? 4 : 3; }
-// Values per unit kept for backward: LSTM i,f,g,o; GRU r,z,n,(W_hn h + b_hn).
+// Values per unit kept for backward: LSTM i,f,g,o; GRU r,z,n,(W_hn h + b_hn)
+// (reset before linear: r,z,n and a spare slot).
 constexpr int kWorkspaceSlots = 4;
 // Units per block: a multiple of every panel width divided by the gate count
 // (G * 32 is a multiple of 32, 16 and 8), and small enough that two threads
@@ -28,14 +29,21 @@ constexpr int kUnitBlock = 32;
 
 struct GateLayout {
     int H = 0, G = 0;
+    // GRU reset before linear: the n gate leaves the blocks and follows them
+    // in unit order (internal rows (G-1)*H + u). Its recurrent product, which
+    // needs r of every unit first, is then a matrix of its own, and r,z and n
+    // each span one range that a single GEMM reads or writes.
+    bool n_apart = false;
+    int block_gates() const { return n_apart ? G - 1 : G; }
     int blocks() const { return (H + kUnitBlock - 1) / kUnitBlock; }
     int block_start(int j) const { return j * kUnitBlock; }
     int block_units(int j) const { return H - j * kUnitBlock < kUnitBlock ? H - j * kUnitBlock : kUnitBlock; }
     // Internal position of PyTorch's gate row g * H + u.
     int internal_row(int g, int u) const {
+        if (n_apart && g == G - 1) return (G - 1) * H + u;
         const int u0 = u / kUnitBlock * kUnitBlock;
         const int units = H - u0 < kUnitBlock ? H - u0 : kUnitBlock;
-        return G * u0 + g * units + (u - u0);
+        return block_gates() * u0 + g * units + (u - u0);
     }
 };
 
@@ -45,29 +53,37 @@ struct PackedRnn {
     Isa isa;
     const Kernels<T>* kern;
     int I, H, G;
+    // GRU form: true = linear before reset (PyTorch's), false = reset
+    // before linear (layout.n_apart). Always true for the LSTM.
+    bool linear_before_reset = true;
     GateLayout layout;
-    // B operands of the forward products: W_ih^T (I x GH), W_hh^T (H x GH).
-    PackedMatrix<T> wih_t, whh_t;
-    // Internal layout. LSTM: b_ih + b_hh. GRU: r, z: b_ih + b_hh; n: b_in.
+    // B operands of the forward products: W_ih^T (I x GH), W_hh^T (H x GH);
+    // GRU reset before linear: W_h[rz]^T (H x 2H) and W_hn^T (H x H) apart.
+    PackedMatrix<T> wih_t, whh_t, whn_t;
+    // Internal layout. LSTM and GRU reset before linear: b_ih + b_hh.
+    // GRU linear before reset: r, z: b_ih + b_hh; n: b_in.
     AlignedBuffer<T> bias;
-    AlignedBuffer<T> bias_hn;   // GRU only: b_hn, applied inside r * (...)
+    AlignedBuffer<T> bias_hn;   // GRU linear before reset only: b_hn, applied inside r * (...)
 
     // B operands of the backward products, W_ih (GH x I) and W_hh (GH x H),
     // packed on first use: inference never pays for them.
     const PackedMatrix<T>& wih_for_backward(int nthreads) const;
     const PackedMatrix<T>& whh_for_backward(int nthreads) const;
+    // GRU reset before linear: W_hn (H x H); whh_for_backward is W_h[rz].
+    const PackedMatrix<T>& whn_for_backward(int nthreads) const;
 
 private:
     mutable std::once_flag bwd_once_;
-    mutable PackedMatrix<T> wih_n_, whh_n_;
+    mutable PackedMatrix<T> wih_n_, whh_n_, whn_n_;
     void pack_backward(int nthreads) const;
 };
 
 // Weights in PyTorch layout, C-contiguous: w_ih (G*H, I), w_hh (G*H, H),
-// biases (G*H) or nullptr for zeros.
+// biases (G*H) or nullptr for zeros. linear_before_reset picks the GRU's
+// form (ignored for the LSTM).
 template <typename T>
 std::shared_ptr<PackedRnn<T>> pack_rnn(CellKind cell, Isa isa, int I, int H, const T* w_ih, const T* w_hh,
-                                       const T* b_ih, const T* b_hh, int nthreads);
+                                       const T* b_ih, const T* b_hh, int nthreads, bool linear_before_reset = true);
 
 // Rows of an internal-layout (G*H x cols) matrix written back in PyTorch order.
 template <typename T>

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "layer/gru_rbl.h"
 #include "layer/rnn.h"
 #include "layer/rnn_common.h"
 #include "layer/threading.h"
@@ -17,22 +18,32 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
     const int steps = ctx.steps, B = ctx.batch, I = w.I, H = w.H, G = w.G, GH = G * H;
     const std::size_t BH = std::size_t(B) * H;
     const bool lstm = w.cell == CellKind::lstm;
+    const bool rbl = !w.linear_before_reset;
     const std::ptrdiff_t ld_ws = std::ptrdiff_t(kWorkspaceSlots) * H;
+    const StepRows& step_rows = ctx.rows;
+    const std::size_t N = step_rows.total();
 
-    // Gate gradients of every step, by time. The GRU's recurrent side sees a
-    // different n-gate gradient (times r); the LSTM's sides are identical.
-    AlignedBuffer<T> dgx(std::size_t(steps) * B * GH), dgh_own;
-    if (!lstm) dgh_own.reset(dgx.size());
-    T* dgh = lstm ? dgx.data() : dgh_own.data();
-    // Running dh (recurrent part) and dc.
+    // Gate gradients of every step, by packed row. The GRU's recurrent side
+    // sees a different n-gate gradient (times r) when linear before reset;
+    // the sides of the LSTM and of the GRU reset before linear are identical.
+    const bool same_sides = lstm || rbl;
+    AlignedBuffer<T> dgx(N * GH), dgh_own;
+    if (!same_sides) dgh_own.reset(dgx.size());
+    T* dgh = same_sides ? dgx.data() : dgh_own.data();
+    // Running dh (recurrent part) and dc. A step updates the rows of the
+    // sequences running at it; a row it leaves alone holds the gradient of
+    // that sequence's final state (before its last step, forward) or of its
+    // initial state (after its first step, reverse), both what it needs.
     AlignedBuffer<T> dh(BH), dc(lstm ? BH : 0);
     copy_or_zero(dh.data(), a.dh_n, BH);
     if (lstm) copy_or_zero(dc.data(), a.dc_n, BH);
 
     const PackedMatrix<T>& whh = w.whh_for_backward(nthreads);
-    const int loop_threads = time_loop_threads(w, B, nthreads);
+    const int loop_threads = time_loop_threads(w, int((N + steps - 1) / steps), nthreads);
     const int nblocks = w.layout.blocks();
     const int npanels = (H + whh.nr - 1) / whh.nr;
+    const PackedMatrix<T>* whn = rbl ? &w.whn_for_backward(nthreads) : nullptr;
+    AlignedBuffer<T> rbl_scratch(rbl ? std::size_t(B) * kUnitBlock * loop_threads : 0);
 
     parallel_region(loop_threads, [&](int tid, int nth) {
         int jb, je, pb, pe;
@@ -40,22 +51,30 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
         split_range(npanels, tid, nth, pb, pe);
         for (int s = steps - 1; s >= 0; --s) {
             const int t = ctx.reverse ? steps - 1 - s : s;
-            const T* ws = ctx.gates.data() + std::size_t(t) * B * ld_ws;
-            const T* dy = a.dy ? a.dy + t * BH : nullptr;
-            T* dgx_t = dgx.data() + std::size_t(t) * B * GH;
-            T* dgh_t = dgh + std::size_t(t) * B * GH;
+            const int m = step_rows.rows(t);
+            const std::size_t r0 = step_rows.start(t);
+            const T* ws = ctx.gates.data() + r0 * ld_ws;
+            const T* dy = a.dy ? a.dy + r0 * H : nullptr;
+            T* dgx_t = dgx.data() + r0 * GH;
+            T* dgh_t = dgh + r0 * GH;
+            if (rbl) {
+                const T* hp = ctx.h.data() + ctx.in_row(t) * H;
+                gru_rbl_backward_step(w, whh, *whn, GruRblBackwardStep<T>{m, ws, hp, dy, dh.data(), dgx_t},
+                                      rbl_scratch.data() + std::size_t(B) * kUnitBlock * tid, jb, je, nth);
+                continue;
+            }
             for (int j = jb; j < je; ++j) {
                 const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
                 const T* wsb = ws + kWorkspaceSlots * u0;
                 const T* dyb = dy ? dy + u0 : nullptr;
                 if (lstm) {
-                    LstmBwdArgs<T> b{B, units, wsb, ld_ws,
-                                     ctx.c.data() + ctx.prev_slot(t) * BH + u0, H,
-                                     ctx.c.data() + ctx.out_slot(t) * BH + u0, H,
+                    LstmBwdArgs<T> b{m, units, wsb, ld_ws,
+                                     ctx.c.data() + ctx.in_row(t) * H + u0, H,
+                                     ctx.c.data() + ctx.out_row(t) * H + u0, H,
                                      dyb, H, dh.data() + u0, H, dc.data() + u0, H, dgx_t + G * u0, GH};
                     kern.lstm_postgemm_bwd(b);
                 } else {
-                    GruBwdArgs<T> b{B, units, wsb, ld_ws, ctx.h.data() + ctx.prev_slot(t) * BH + u0, H,
+                    GruBwdArgs<T> b{m, units, wsb, ld_ws, ctx.h.data() + ctx.in_row(t) * H + u0, H,
                                     dyb, H, dh.data() + u0, H, dgx_t + G * u0, GH, dgh_t + G * u0, GH,
                                     dh.data() + u0, H};
                     kern.gru_postgemm_bwd(b);
@@ -66,7 +85,7 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
             // dh_{t-1} = dgh_t x W_hh (GRU: added to the direct path dh * z).
             if (pb < pe) {
                 const int n0 = pb * whh.nr, n1 = std::min(H, pe * whh.nr);
-                gemm_serial(kern, B, n0, n1, dgh_t, GH, 1, whh, dh.data() + n0, H, !lstm);
+                gemm_serial(kern, m, n0, n1, dgh_t, GH, 1, whh, dh.data() + n0, H, !lstm);
             }
             region_barrier(nth);
         }
@@ -74,20 +93,29 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
     std::memcpy(a.dh0, dh.data(), BH * sizeof(T));
     if (lstm) std::memcpy(a.dc0, dc.data(), BH * sizeof(T));
 
-    const int rows = steps * B;
+    const int rows = int(N);
     // dx = dgx x W_ih over all steps at once.
     gemm_parallel(kern, rows, dgx.data(), GH, 1, w.wih_for_backward(nthreads), a.dx, I, false, nthreads);
 
     // dW_ih = dgx^T x X and dW_hh = dgh^T x H_prev, each one GEMM whose long
-    // dimension is every (time, batch) row; the states entering times
-    // 0..T-1 are contiguous slots of the context.
+    // dimension is every packed row. The states entering the steps are
+    // contiguous rows of the context (reverse, or every step of B rows);
+    // otherwise step t's are the first rows(t) of out(t-1), packed in runs.
     AlignedBuffer<T> internal(std::size_t(GH) * std::max(I, H));
     PackedMatrix<T> operand;
     pack_matrix(kern, rows, I, ctx.x.data(), I, 1, operand, nthreads);
     gemm_parallel(kern, GH, dgx.data(), 1, GH, operand, internal.data(), I, false, nthreads);
     rows_to_torch_order(w.layout, I, internal.data(), a.dw_ih, nthreads);
-    pack_matrix(kern, rows, H, ctx.h.data() + (ctx.reverse ? BH : 0), H, 1, operand, nthreads);
-    gemm_parallel(kern, GH, dgh, 1, GH, operand, internal.data(), H, false, nthreads);
+    const bool contiguous = ctx.reverse || step_rows.uniform;
+    const T* h_entering = ctx.h.data() + ctx.in_row(0) * H;
+    pack_row_runs(kern, rows, H, H, [&](int k) -> std::pair<const T*, int> {
+        if (contiguous) return {h_entering + std::size_t(k) * H, rows - k};
+        const int t = step_rows.step_of(std::size_t(k));
+        const int b = int(std::size_t(k) - step_rows.start(t));
+        return {ctx.h.data() + (ctx.in_row(t) + b) * H, step_rows.rows(t) - b};
+    }, operand, nthreads);
+    if (rbl) gru_rbl_grad_whh(w, rows, dgx.data(), operand, ctx.rh.data(), internal.data(), nthreads);
+    else gemm_parallel(kern, GH, dgh, 1, GH, operand, internal.data(), H, false, nthreads);
     rows_to_torch_order(w.layout, H, internal.data(), a.dw_hh, nthreads);
 
     // Bias gradients: column sums over all rows, columns split over threads.
@@ -104,8 +132,9 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
         rows_to_torch_order(w.layout, 1, sums, out);
     };
     bias_grad(dgx.data(), a.db_ih);
-    // The LSTM's two biases enter the same sum: their gradients are equal.
-    if (lstm) std::memcpy(a.db_hh, a.db_ih, std::size_t(GH) * sizeof(T));
+    // The LSTM's two biases enter the same sum, and so do the GRU's reset
+    // before linear: their gradients are equal.
+    if (same_sides) std::memcpy(a.db_hh, a.db_ih, std::size_t(GH) * sizeof(T));
     else bias_grad(dgh, a.db_hh);
 }
 

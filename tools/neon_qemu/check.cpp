@@ -24,7 +24,8 @@ double max_rel_diff(const std::vector<T>& got, const std::vector<T>& want) {
 }
 
 template <class T>
-std::vector<std::vector<T>> forward_backward(Isa isa, CellKind cell, int steps, int B, int I, int H, bool reverse) {
+std::vector<std::vector<T>> forward_backward(Isa isa, CellKind cell, bool lbr, int steps, int B, int I, int H,
+                                             bool reverse) {
     // Same seed for both ISAs: identical inputs.
     std::mt19937 gen(7);
     std::uniform_real_distribution<double> uni(-0.5, 0.5);
@@ -34,7 +35,7 @@ std::vector<std::vector<T>> forward_backward(Isa isa, CellKind cell, int steps, 
     auto w_ih = random(std::size_t(GH) * I), w_hh = random(std::size_t(GH) * H), b_ih = random(GH), b_hh = random(GH);
     auto x = random(std::size_t(steps) * B * I), h0 = random(std::size_t(B) * H), c0 = random(std::size_t(B) * H);
     auto dy = random(std::size_t(steps) * B * H);
-    auto packed = pack_rnn<T>(cell, isa, I, H, w_ih.data(), w_hh.data(), b_ih.data(), b_hh.data(), 1);
+    auto packed = pack_rnn<T>(cell, isa, I, H, w_ih.data(), w_hh.data(), b_ih.data(), b_hh.data(), 1, lbr);
 
     std::vector<T> y(dy.size()), h_n(h0.size()), c_n(h0.size());
     ForwardArgs<T> f;
@@ -57,17 +58,20 @@ int check(const char* dtype, double tol) {
     int fails = 0;
     // T, B, I, H: degenerate, around the 4-lane vectors, tall K, partial tiles.
     const int shapes[][4] = {{1, 1, 1, 1}, {3, 2, 7, 9}, {5, 3, 17, 33}, {4, 5, 100, 65}, {2, 13, 300, 40}};
-    for (CellKind cell : {CellKind::lstm, CellKind::gru})
+    // LSTM, GRU linear before reset, GRU reset before linear.
+    const struct { CellKind cell; bool lbr; const char* name; } forms[] = {
+        {CellKind::lstm, true, "lstm"}, {CellKind::gru, true, "gru"}, {CellKind::gru, false, "gru_rbl"}};
+    for (const auto& f : forms)
         for (const auto& s : shapes)
             for (bool reverse : {false, true}) {
-                auto neon = forward_backward<T>(Isa::neon, cell, s[0], s[1], s[2], s[3], reverse);
-                auto scalar = forward_backward<T>(Isa::scalar, cell, s[0], s[1], s[2], s[3], reverse);
+                auto neon = forward_backward<T>(Isa::neon, f.cell, f.lbr, s[0], s[1], s[2], s[3], reverse);
+                auto scalar = forward_backward<T>(Isa::scalar, f.cell, f.lbr, s[0], s[1], s[2], s[3], reverse);
                 double err = 0;
                 for (std::size_t k = 0; k < neon.size(); ++k) err = std::max(err, max_rel_diff(neon[k], scalar[k]));
                 if (err > tol) {
                     ++fails;
-                    std::printf("MISMATCH %s %s T=%d B=%d I=%d H=%d reverse=%d: %.3e\n", dtype,
-                                cell == CellKind::lstm ? "lstm" : "gru", s[0], s[1], s[2], s[3], int(reverse), err);
+                    std::printf("MISMATCH %s %s T=%d B=%d I=%d H=%d reverse=%d: %.3e\n", dtype, f.name, s[0], s[1],
+                                s[2], s[3], int(reverse), err);
                 }
             }
     // Activations against libm on a grid over [-100, 100].

@@ -1,0 +1,130 @@
+// Fused GRU ("reset before linear") gate math for one block of hidden units:
+// the two halves of a step on either side of the n gate's recurrent product,
+// forward and backward (see GruRbl*Args in kernel_table.h).
+#include "kernels/kernels_isa.h"
+
+namespace rnnkit {
+namespace RNNKIT_NS {
+
+namespace {
+
+template <typename T>
+void gru_rbl_postgemm_fwd_rz(const GruRblRzFwdArgs<T>& a) {
+    using V = Vec<T>;
+    using R = typename V::reg;
+    constexpr int W = V::width;
+    const int s = a.units;
+    for (int r = 0; r < a.rows; ++r) {
+        const T* gx = a.gx + r * a.ld_gx;
+        const T* gh = a.gh + r * a.ld_gh;
+        const T* hp = a.h_prev + r * a.ld_h_prev;
+        T* rz = a.rz + r * a.ld_rz;
+        T* rh = a.rh + r * a.ld_rh;
+        for (int u = 0; u < s; u += W) {
+            const int n = s - u < W ? s - u : W;
+            R rg = sigmoid<T>(V::add(V::add(load_any(gx + u, n), load_any(gh + u, n)), load_any(a.bias + u, n)));
+            R zg = sigmoid<T>(V::add(V::add(load_any(gx + s + u, n), load_any(gh + s + u, n)),
+                                     load_any(a.bias + s + u, n)));
+            store_any(rz + u, rg, n);
+            store_any(rz + s + u, zg, n);
+            // The reset gate acts on h before the n gate's linear map.
+            store_any(rh + u, V::mul(rg, load_any(hp + u, n)), n);
+        }
+    }
+}
+
+template <typename T>
+void gru_rbl_postgemm_fwd_n(const GruRblNFwdArgs<T>& a) {
+    using V = Vec<T>;
+    using R = typename V::reg;
+    constexpr int W = V::width;
+    const int s = a.units;
+    for (int r = 0; r < a.rows; ++r) {
+        const T* gx = a.gx + r * a.ld_gx;
+        const T* gh = a.gh + r * a.ld_gh;
+        const T* z = a.z + r * a.ld_z;
+        const T* hp = a.h_prev + r * a.ld_h_prev;
+        T* h = a.h + r * a.ld_h;
+        T* nws = a.n ? a.n + r * a.ld_n : nullptr;
+        for (int u = 0; u < s; u += W) {
+            const int n = s - u < W ? s - u : W;
+            R ng = tanh<T>(V::add(V::add(load_any(gx + u, n), load_any(gh + u, n)), load_any(a.bias + u, n)));
+            // h = (1 - z) n + z h_prev = n + z (h_prev - n).
+            R hv = V::fmadd(load_any(z + u, n), V::sub(load_any(hp + u, n), ng), ng);
+            store_any(h + u, hv, n);
+            if (nws) store_any(nws + u, ng, n);
+        }
+    }
+}
+
+template <typename T>
+void gru_rbl_postgemm_bwd_zn(const GruRblZnBwdArgs<T>& a) {
+    using V = Vec<T>;
+    using R = typename V::reg;
+    constexpr int W = V::width;
+    const int s = a.units;
+    const R one = V::set1(T(1));
+    for (int r = 0; r < a.rows; ++r) {
+        const T* ws = a.ws + r * a.ld_ws;
+        const T* hp = a.h_prev + r * a.ld_h_prev;
+        const T* dy = a.dy ? a.dy + r * a.ld_dy : nullptr;
+        const T* dhr = a.dh_rec + r * a.ld_dh_rec;
+        T* daz_out = a.da_z + r * a.ld_da_z;
+        T* dan_out = a.da_n + r * a.ld_da_n;
+        T* dhp = a.dh_prev + r * a.ld_dh_prev;
+        for (int u = 0; u < s; u += W) {
+            const int n = s - u < W ? s - u : W;
+            R zg = load_any(ws + 1 * s + u, n);
+            R ng = load_any(ws + 2 * s + u, n);
+            R dh = load_any(dhr + u, n);
+            if (dy) dh = V::add(dh, load_any(dy + u, n));
+            // Through h = n + z (h_prev - n).
+            R dz = V::mul(dh, V::sub(load_any(hp + u, n), ng));
+            R dn = V::mul(dh, V::sub(one, zg));
+            store_any(dhp + u, V::mul(dh, zg), n);
+            // Through the activations.
+            store_any(dan_out + u, V::mul(dn, V::sub(one, V::mul(ng, ng))), n);
+            store_any(daz_out + u, V::mul(dz, V::mul(zg, V::sub(one, zg))), n);
+        }
+    }
+}
+
+template <typename T>
+void gru_rbl_postgemm_bwd_r(const GruRblRBwdArgs<T>& a) {
+    using V = Vec<T>;
+    using R = typename V::reg;
+    constexpr int W = V::width;
+    const int s = a.units;
+    const R one = V::set1(T(1));
+    for (int r = 0; r < a.rows; ++r) {
+        const T* rr = a.r + r * a.ld_r;
+        const T* hp = a.h_prev + r * a.ld_h_prev;
+        const T* drh = a.d_rh + r * a.ld_d_rh;
+        T* dar_out = a.da_r + r * a.ld_da_r;
+        T* dhp = a.dh_prev + r * a.ld_dh_prev;
+        for (int u = 0; u < s; u += W) {
+            const int n = s - u < W ? s - u : W;
+            R rg = load_any(rr + u, n);
+            R d = load_any(drh + u, n);
+            // r * h_prev: d/dr = h_prev (then through the sigmoid), d/dh_prev = r.
+            store_any(dar_out + u, V::mul(V::mul(d, load_any(hp + u, n)), V::mul(rg, V::sub(one, rg))), n);
+            store_any(dhp + u, V::fmadd(d, rg, load_any(dhp + u, n)), n);
+        }
+    }
+}
+
+}  // namespace
+
+template <typename T>
+void fill_postgemm_gru_rbl(Kernels<T>& k) {
+    k.gru_rbl_postgemm_fwd_rz = &gru_rbl_postgemm_fwd_rz<T>;
+    k.gru_rbl_postgemm_fwd_n = &gru_rbl_postgemm_fwd_n<T>;
+    k.gru_rbl_postgemm_bwd_zn = &gru_rbl_postgemm_bwd_zn<T>;
+    k.gru_rbl_postgemm_bwd_r = &gru_rbl_postgemm_bwd_r<T>;
+}
+
+template void fill_postgemm_gru_rbl<float>(Kernels<float>&);
+template void fill_postgemm_gru_rbl<double>(Kernels<double>&);
+
+}  // namespace RNNKIT_NS
+}  // namespace rnnkit

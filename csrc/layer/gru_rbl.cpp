@@ -1,0 +1,91 @@
+#include "layer/gru_rbl.h"
+
+#include "layer/threading.h"
+
+namespace rnnkit {
+
+template <typename T>
+void gru_rbl_forward_step(const PackedRnn<T>& w, const GruRblForwardStep<T>& s, T* scratch, int jb, int je,
+                          int nth) {
+    const Kernels<T>& kern = *w.kern;
+    const int H = w.H, GH = w.G * H;
+    const std::ptrdiff_t ld_ws = std::ptrdiff_t(kWorkspaceSlots) * H;
+    // r and z of the thread's blocks, each from one product with its 2 * units
+    // columns of W_h[rz]^T (block starts are multiples of every panel width).
+    for (int j = jb; j < je; ++j) {
+        const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
+        gemm_serial(kern, s.rows, 2 * u0, 2 * (u0 + units), s.h_prev, H, 1, w.whh_t, scratch, 2 * units, false);
+        GruRblRzFwdArgs<T> a{s.rows, units, s.gx + 2 * u0, GH, scratch, 2 * units, w.bias.data() + 2 * u0,
+                             s.h_prev + u0, H, s.ws + kWorkspaceSlots * u0, ld_ws, s.rh + u0, H};
+        kern.gru_rbl_postgemm_fwd_rz(a);
+    }
+    // The n products below read r * h_prev of every unit.
+    region_barrier(nth);
+    for (int j = jb; j < je; ++j) {
+        const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
+        T* wsb = s.ws + kWorkspaceSlots * u0;
+        gemm_serial(kern, s.rows, u0, u0 + units, s.rh, H, 1, w.whn_t, scratch, units, false);
+        GruRblNFwdArgs<T> a{s.rows, units, s.gx + 2 * H + u0, GH, scratch, units, w.bias.data() + 2 * H + u0,
+                            wsb + units, ld_ws, s.h_prev + u0, H, s.h + u0, H, wsb + 2 * units, ld_ws};
+        kern.gru_rbl_postgemm_fwd_n(a);
+    }
+}
+
+template <typename T>
+void gru_rbl_backward_step(const PackedRnn<T>& w, const PackedMatrix<T>& w_rz, const PackedMatrix<T>& w_n,
+                           const GruRblBackwardStep<T>& s, T* scratch, int jb, int je, int nth) {
+    const Kernels<T>& kern = *w.kern;
+    const int H = w.H, GH = w.G * H;
+    const std::ptrdiff_t ld_ws = std::ptrdiff_t(kWorkspaceSlots) * H;
+    T* dg_n = s.dgates + 2 * H;
+    // z and n gradients and the direct path dh * z, per block.
+    for (int j = jb; j < je; ++j) {
+        const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
+        GruRblZnBwdArgs<T> a{s.rows, units, s.ws + kWorkspaceSlots * u0, ld_ws, s.h_prev + u0, H,
+                             s.dy ? s.dy + u0 : nullptr, H, s.dh + u0, H, s.dgates + 2 * u0 + units, GH,
+                             dg_n + u0, GH, s.dh + u0, H};
+        kern.gru_rbl_postgemm_bwd_zn(a);
+    }
+    // d(r * h_prev) = da_n W_hn reads da_n of every unit.
+    region_barrier(nth);
+    for (int j = jb; j < je; ++j) {
+        const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
+        gemm_serial(kern, s.rows, u0, u0 + units, dg_n, GH, 1, w_n, scratch, units, false);
+        GruRblRBwdArgs<T> a{s.rows, units, s.ws + kWorkspaceSlots * u0, ld_ws, s.h_prev + u0, H, scratch, units,
+                            s.dgates + 2 * u0, GH, s.dh + u0, H};
+        kern.gru_rbl_postgemm_bwd_r(a);
+    }
+    // dh_prev += [da_r, da_z] W_h[rz] reads da_r of every unit; each thread
+    // adds onto its own units only.
+    region_barrier(nth);
+    for (int j = jb; j < je; ++j) {
+        const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
+        gemm_serial(kern, s.rows, u0, u0 + units, s.dgates, GH, 1, w_rz, s.dh + u0, H, true);
+    }
+}
+
+template <typename T>
+void gru_rbl_grad_whh(const PackedRnn<T>& w, int rows, const T* dgates, const PackedMatrix<T>& h_prev, const T* rh,
+                      T* dw_hh_internal, int nthreads) {
+    const Kernels<T>& kern = *w.kern;
+    const int H = w.H, GH = w.G * H;
+    // r, z rows: both gates multiply h_prev.
+    gemm_parallel(kern, 2 * H, dgates, 1, GH, h_prev, dw_hh_internal, H, false, nthreads);
+    // n rows: the n gate's product multiplies r * h_prev.
+    PackedMatrix<T> rh_packed;
+    pack_matrix(kern, rows, H, rh, H, 1, rh_packed, nthreads);
+    gemm_parallel(kern, H, dgates + 2 * H, 1, GH, rh_packed, dw_hh_internal + std::size_t(2) * H * H, H, false,
+                  nthreads);
+}
+
+#define RNNKIT_INSTANTIATE(T)                                                                                      \
+    template void gru_rbl_forward_step<T>(const PackedRnn<T>&, const GruRblForwardStep<T>&, T*, int, int, int);  \
+    template void gru_rbl_backward_step<T>(const PackedRnn<T>&, const PackedMatrix<T>&, const PackedMatrix<T>&,  \
+                                           const GruRblBackwardStep<T>&, T*, int, int, int);                     \
+    template void gru_rbl_grad_whh<T>(const PackedRnn<T>&, int, const T*, const PackedMatrix<T>&, const T*, T*, \
+                                      int);
+RNNKIT_INSTANTIATE(float)
+RNNKIT_INSTANTIATE(double)
+#undef RNNKIT_INSTANTIATE
+
+}  // namespace rnnkit
