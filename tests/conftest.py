@@ -39,6 +39,18 @@ def require_optional(name):
         pytest.skip(f"{name} is not installed")
 
 
+# torch and rnnkit.torch as fixtures, through require_optional.
+@pytest.fixture(scope="module")
+def torch():
+    return require_optional("torch")
+
+
+@pytest.fixture(scope="module")
+def rt(torch):
+    import rnnkit.torch
+    return rnnkit.torch
+
+
 CELLS = ("lstm", "gru")
 # The GRU's "reset before linear" form (pack_gru(..., linear_before_reset=False))
 # as a cell name of its own, for the tests that check every form.

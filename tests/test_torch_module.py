@@ -15,21 +15,10 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import assert_close, require_optional
+from conftest import assert_close
 
 T, B, I, H = 4, 3, 3, 4
 REPO = pathlib.Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def torch():
-    return require_optional("torch")
-
-
-@pytest.fixture(scope="module")
-def rt(torch):
-    import rnnkit.torch
-    return rnnkit.torch
 
 
 def close64(actual, ref, name, acc_len=I + H, steps=T):

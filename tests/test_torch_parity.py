@@ -15,23 +15,12 @@ import math
 import numpy as np
 import pytest
 
-from conftest import assert_close, require_optional
+from conftest import assert_close
 
 T, B, I, H = 5, 4, 3, 4
 # Unsorted, with a length-1 sequence and a full-length one.
 LENGTHS = [3, T, 1, 4]
 GATES = {"LSTM": 4, "GRU": 3}
-
-
-@pytest.fixture(scope="module")
-def torch():
-    return require_optional("torch")
-
-
-@pytest.fixture(scope="module")
-def rt(torch):
-    import rnnkit.torch
-    return rnnkit.torch
 
 
 # ---- helpers ----------------------------------------------------------------------
