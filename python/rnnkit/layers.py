@@ -200,6 +200,15 @@ def _check_packed(mode, packed, num_layers, dirs, input_size, dtype):
     return hidden
 
 
+def bernoulli_mask(rng: np.random.Generator, p: float, shape, dtype) -> np.ndarray:
+    """Inverted-dropout mask: 0 with probability p, else 1 / (1 - p)."""
+    dtype = np.dtype(dtype)
+    if p >= 1.0:
+        return np.zeros(shape, dtype)
+    keep = rng.random(shape) >= p
+    return keep.astype(dtype) / dtype.type(1.0 - p)
+
+
 def _dropout_mask(p: float, mask_fn: Optional[MaskFn], shape, dtype) -> np.ndarray:
     if mask_fn is not None:
         mask = np.asarray(mask_fn(shape, dtype), dtype=dtype)
@@ -207,8 +216,7 @@ def _dropout_mask(p: float, mask_fn: Optional[MaskFn], shape, dtype) -> np.ndarr
             raise ValueError(f"dropout_mask: returned shape {mask.shape}, expected {shape}")
         return mask
     # Without a mask source the draw is unseeded; the layer classes pass one.
-    keep = np.random.default_rng().random(shape) >= p
-    return keep.astype(dtype) / dtype.type(1.0 - p) if p < 1.0 else np.zeros(shape, dtype)
+    return bernoulli_mask(np.random.default_rng(), p, shape, dtype)
 
 
 def rnn_forward(mode: str, x: np.ndarray, packed: Sequence[_core.PackedWeights], hx: Optional[np.ndarray] = None,

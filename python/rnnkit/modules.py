@@ -203,11 +203,7 @@ class RNNBase:
         return dx, ((dhx, dcx) if self.mode == "LSTM" else dhx)
 
     def _mask(self, shape, dtype):
-        p = self.dropout
-        if p >= 1.0:
-            return np.zeros(shape, dtype)
-        keep = self._rng.random(shape) >= p
-        return keep.astype(dtype) / dtype.type(1.0 - p)
+        return layers.bernoulli_mask(self._rng, self.dropout, shape, dtype)
 
     def _split_state(self, hx, unbatched, name="hx"):
         if hx is None:
