@@ -39,16 +39,23 @@ void pack_transposed(const PackedMatrix<T>& src, PackedMatrix<T>& dst, int nthre
     });
 }
 
+namespace {
+
+// A stored by columns far apart (dgates^T in the weight gradients, one
+// (time, batch) row of all gates per k) puts every k of a micro-tile on its
+// own page; gemm_serial copies such a block into a compact buffer first.
+bool a_is_column_major(std::ptrdiff_t rsa, std::ptrdiff_t csa) { return rsa == 1 && csa > kGemmMC; }
+
+}  // namespace
+
 template <typename T>
 void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std::ptrdiff_t rsa,
                  std::ptrdiff_t csa, const PackedMatrix<T>& b, T* c, std::ptrdiff_t ldc, bool accumulate) {
     const int mr = kern.gemm_mr, nr = b.nr;
-    // A stored by columns far apart (dgates^T in the weight gradients, one
-    // (time, batch) row of all gates per k) puts every k of a micro-tile on
-    // its own page. Such a block is first copied, column by column, into a
+    // A column-major A block is first copied, column by column, into a
     // compact MC x KC buffer that every panel then reads; the sums and their
     // order are unchanged.
-    const bool pack_a = rsa == 1 && csa > kGemmMC && n1 - n0 > 2 * nr;
+    const bool pack_a = a_is_column_major(rsa, csa) && n1 - n0 > 2 * nr;
     AlignedBuffer<T> a_block(pack_a ? std::size_t(kGemmMC) * kGemmKC : 0);
     // k blocks outermost: later blocks add onto what earlier ones stored, so
     // each element is summed in increasing k whatever the tiling.
@@ -94,7 +101,11 @@ void gemm_parallel(const Kernels<T>& kern, int M, const T* a, std::ptrdiff_t rsa
     // thread idle. Each thread takes a contiguous run of tiles, walking down
     // the columns first when there are enough of them: a product with few
     // rows (a short sequence's input projection) is then split by columns.
-    const int mr = kern.gemm_mr, tile_n = 8 * b.nr;
+    // An A that gemm_serial copies into a compact block (the weight
+    // gradients' dgates^T) is split by rows only: every tile of a row
+    // stripe would copy the same block again.
+    const int mr = kern.gemm_mr;
+    const int tile_n = a_is_column_major(rsa, csa) ? b.padded_n() : 8 * b.nr;
     const int rows = (M + kGemmMC - 1) / kGemmMC, cols = (b.N + tile_n - 1) / tile_n;
     const int tile_m = ((M + rows - 1) / rows + mr - 1) / mr * mr;
     const double flops = 2.0 * M * b.N * b.K;
