@@ -251,3 +251,34 @@ def test_reused_workspace_does_not_leak_into_results(cell, isa, dtype):
         assert_all_equal(got, want, "reused workspace: ")
     assert rnnkit.clear_workspace_cache() > 0
     assert rnnkit.workspace_cache_bytes() == 0
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_large_outputs_are_owned_and_recycled(cell, dtype):
+    """Outputs above the cache's floor (y, dx, the weight gradients) take
+    their memory from the workspace cache and give it back when they die.
+    An output still alive is never handed to a later call, and outputs of
+    a call on poisoned input leave nothing behind in the next one."""
+    T, B, I, H = 30, 24, 128, 112    # y, dx and both weight gradients above 256 KiB
+    case = make_case(cell, T, B, I, H, dtype, seed=5)
+    poisoned = dict(case, x=np.full_like(case["x"], np.nan))
+    rnnkit.clear_workspace_cache()
+    first = rnnkit_forward_backward(cell, case, reverse=False)
+    kept = {name: arr.copy() for part in first for name, arr in part.items()}
+    # A second call while the first outputs live: no memory shared with them.
+    second = rnnkit_forward_backward(cell, poisoned, reverse=False)
+    for part_a, part_b in zip(first, second):
+        for name in part_a:
+            assert not np.shares_memory(part_a[name], part_b[name]), name
+    for part in first:
+        for name, arr in part.items():
+            np.testing.assert_array_equal(arr, kept[name], err_msg=f"live output {name}")
+            assert arr.flags.c_contiguous and arr.flags.writeable
+    # Freed outputs go back to the cache; the next call reuses them cleanly.
+    held = rnnkit.workspace_cache_bytes()
+    del second
+    assert rnnkit.workspace_cache_bytes() > held
+    again = rnnkit_forward_backward(cell, case, reverse=False)
+    for got, want in zip(again, first):
+        assert_all_equal(got, want, "recycled output: ")
+    rnnkit.clear_workspace_cache()

@@ -1,5 +1,7 @@
 #include "bindings/bind_common.h"
 
+#include "layer/buffer.h"
+
 namespace rnnkit {
 namespace bind {
 
@@ -56,6 +58,19 @@ py::array_t<T, py::array::c_style> take_array(py::handle obj, const char* name, 
     if (!(arr.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) arr = arr.attr("copy")();
     return py::array_t<T, py::array::c_style>::ensure(arr);
 }
+
+template <typename T>
+py::array_t<T, py::array::c_style> new_array(std::initializer_list<py::ssize_t> shape) {
+    std::size_t n = 1;
+    for (py::ssize_t d : shape) n *= std::size_t(d);
+    if (n * sizeof(T) < kCachedBlockMin) return py::array_t<T, py::array::c_style>(shape);
+    auto* buf = new AlignedBuffer<T>(n);
+    py::capsule owner(buf, [](void* p) { delete static_cast<AlignedBuffer<T>*>(p); });
+    return py::array_t<T, py::array::c_style>(shape, buf->data(), owner);
+}
+
+template py::array_t<float, py::array::c_style> new_array<float>(std::initializer_list<py::ssize_t>);
+template py::array_t<double, py::array::c_style> new_array<double>(std::initializer_list<py::ssize_t>);
 
 template py::array_t<float, py::array::c_style> take_array<float>(py::handle, const char*, std::initializer_list<Dim>);
 template py::array_t<double, py::array::c_style> take_array<double>(py::handle, const char*, std::initializer_list<Dim>);

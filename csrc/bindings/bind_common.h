@@ -43,6 +43,13 @@ const T* data_or_null(const std::optional<py::array_t<T, py::array::c_style>>& a
     return a ? a->data() : nullptr;
 }
 
+// An uninitialised C-contiguous output array. Large ones take their memory
+// from the block cache and give it back when the array dies: a training
+// loop's outputs (y, dx, the weight gradients) then reuse pages already
+// faulted in instead of fresh ones the OS has to zero each call.
+template <typename T>
+py::array_t<T, py::array::c_style> new_array(std::initializer_list<py::ssize_t> shape);
+
 // "float32" / "float64" for dtype checks before the element type is known.
 bool is_float_dtype(py::handle obj, bool* is_double);
 

@@ -166,7 +166,7 @@ py::object forward_impl(const PackedHandle& wh, CellKind cell, bool single_step,
     if (lstm) c0 = take_optional<T>(c0_obj, names.c, {{B, "B"}, {H, "H"}});
 
     Arr<T> h_n({B, H});
-    Arr<T> y = single_step ? h_n : packed ? Arr<T>({N, H}) : Arr<T>({steps, B, H});
+    Arr<T> y = single_step ? h_n : packed ? new_array<T>({N, H}) : new_array<T>({steps, B, H});
     Arr<T> c_n = lstm ? Arr<T>({B, H}) : Arr<T>();
     std::shared_ptr<TrainingContext<T>> ctx;
     if (training) {
@@ -242,10 +242,10 @@ py::tuple backward_impl(ContextHandle& ch, bool single_step, py::handle dy_obj, 
     std::optional<Arr<T>> dc;
     if (lstm) dc = take_optional<T>(dc_obj, names.dc, {{B, "B"}, {H, "H"}});
 
-    Arr<T> dx = single_step ? Arr<T>({B, I}) : ch.packed ? Arr<T>({N, I}) : Arr<T>({steps, B, I});
+    Arr<T> dx = single_step ? Arr<T>({B, I}) : ch.packed ? new_array<T>({N, I}) : new_array<T>({steps, B, I});
     Arr<T> dh0({B, H});
     Arr<T> dc0 = lstm ? Arr<T>({B, H}) : Arr<T>();
-    Arr<T> dw_ih({GH, I}), dw_hh({GH, H}), db_ih({GH}), db_hh({GH});
+    Arr<T> dw_ih = new_array<T>({GH, I}), dw_hh = new_array<T>({GH, H}), db_ih({GH}), db_hh({GH});
     BackwardArgs<T> a;
     a.dy = data_or_null(dy);
     a.dh_n = data_or_null(dh);

@@ -88,7 +88,9 @@ def get_num_threads() -> int:
 def workspace_cache_bytes() -> int:
     """Bytes of freed workspace kept for reuse. Training steps allocate the
     same large buffers every call; keeping them saves the page faults of
-    fresh memory (at most 16 blocks and 512 MiB are kept)."""
+    fresh memory (at most 16 blocks and 512 MiB are kept). Large output
+    arrays (y, dx, weight gradients) come from the same cache and return
+    to it when they are garbage collected."""
     return _core.workspace_cache_bytes()
 
 
