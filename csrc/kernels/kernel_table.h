@@ -138,6 +138,10 @@ template <typename T> struct Kernels {
     void (*lstm_postgemm_bwd)(const LstmBwdArgs<T>& a);
     void (*gru_postgemm_fwd)(const GruFwdArgs<T>& a);
     void (*gru_postgemm_bwd)(const GruBwdArgs<T>& a);
+    // One block of GRU gate gradients, rows `ld_dg` apart, turned from the
+    // input side's into the recurrent side's: the n gate times r (ws slot 0),
+    // the same product gru_postgemm_bwd writes to dgh.
+    void (*gru_dgh_from_dgx)(int rows, int units, const T* ws, std::ptrdiff_t ld_ws, T* dg, std::ptrdiff_t ld_dg);
     void (*gru_rbl_postgemm_fwd_rz)(const GruRblRzFwdArgs<T>& a);
     void (*gru_rbl_postgemm_fwd_n)(const GruRblNFwdArgs<T>& a);
     void (*gru_rbl_postgemm_bwd_zn)(const GruRblZnBwdArgs<T>& a);

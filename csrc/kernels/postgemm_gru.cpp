@@ -83,12 +83,27 @@ void gru_postgemm_bwd(const GruBwdArgs<T>& a) {
     }
 }
 
+template <typename T>
+void gru_dgh_from_dgx(int rows, int units, const T* ws, std::ptrdiff_t ld_ws, T* dg, std::ptrdiff_t ld_dg) {
+    using V = Vec<T>;
+    constexpr int W = V::width;
+    for (int r = 0; r < rows; ++r) {
+        const T* rg = ws + r * ld_ws;
+        T* dn = dg + r * ld_dg + 2 * units;
+        for (int u = 0; u < units; u += W) {
+            const int n = units - u < W ? units - u : W;
+            store_any(dn + u, V::mul(load_any(dn + u, n), load_any(rg + u, n)), n);
+        }
+    }
+}
+
 }  // namespace
 
 template <typename T>
 void fill_postgemm_gru(Kernels<T>& k) {
     k.gru_postgemm_fwd = &gru_postgemm_fwd<T>;
     k.gru_postgemm_bwd = &gru_postgemm_bwd<T>;
+    k.gru_dgh_from_dgx = &gru_dgh_from_dgx<T>;
 }
 
 template void fill_postgemm_gru<float>(Kernels<float>&);

@@ -26,10 +26,10 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
     // Gate gradients of every step, by packed row. The GRU's recurrent side
     // sees a different n-gate gradient (times r) when linear before reset;
     // the sides of the LSTM and of the GRU reset before linear are identical.
+    // The recurrent side's are kept for one step only (the step's product
+    // reads them); after the loop dgx is turned into them in place.
     const bool same_sides = lstm || rbl;
-    AlignedBuffer<T> dgx(N * GH), dgh_own;
-    if (!same_sides) dgh_own.reset(dgx.size());
-    T* dgh = same_sides ? dgx.data() : dgh_own.data();
+    AlignedBuffer<T> dgx(N * GH), dgh_step(same_sides ? 0 : BH * G);
     // Running dh (recurrent part) and dc. A step updates the rows of the
     // sequences running at it; a row it leaves alone holds the gradient of
     // that sequence's final state (before its last step, forward) or of its
@@ -56,7 +56,7 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
             const T* ws = ctx.gates.data() + r0 * ld_ws;
             const T* dy = a.dy ? a.dy + r0 * H : nullptr;
             T* dgx_t = dgx.data() + r0 * GH;
-            T* dgh_t = dgh + r0 * GH;
+            T* dgh_t = same_sides ? dgx_t : dgh_step.data();
             if (rbl) {
                 const T* hp = ctx.h.data() + ctx.in_row(t) * H;
                 gru_rbl_backward_step(w, whh, *whn, GruRblBackwardStep<T>{m, ws, hp, dy, dh.data(), dgx_t},
@@ -97,27 +97,8 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
     // dx = dgx x W_ih over all steps at once.
     gemm_parallel(kern, rows, dgx.data(), GH, 1, w.wih_for_backward(nthreads), a.dx, I, false, nthreads);
 
-    // dW_ih = dgx^T x X and dW_hh = dgh^T x H_prev, each one GEMM whose long
-    // dimension is every packed row. The states entering the steps are
-    // contiguous rows of the context (reverse, or every step of B rows);
-    // otherwise step t's are the first rows(t) of out(t-1), packed in runs.
+    // Weight gradients in packed row order before their reordering; bias sums.
     AlignedBuffer<T> internal(std::size_t(GH) * std::max(I, H));
-    PackedMatrix<T> operand;
-    pack_matrix(kern, rows, I, ctx.x.data(), I, 1, operand, nthreads);
-    gemm_parallel(kern, GH, dgx.data(), 1, GH, operand, internal.data(), I, false, nthreads);
-    rows_to_torch_order(w.layout, I, internal.data(), a.dw_ih, nthreads);
-    const bool contiguous = ctx.reverse || step_rows.uniform;
-    const T* h_entering = ctx.h.data() + ctx.in_row(0) * H;
-    pack_row_runs(kern, rows, H, H, [&](int k) -> std::pair<const T*, int> {
-        if (contiguous) return {h_entering + std::size_t(k) * H, rows - k};
-        const int t = step_rows.step_of(std::size_t(k));
-        const int b = int(std::size_t(k) - step_rows.start(t));
-        return {ctx.h.data() + (ctx.in_row(t) + b) * H, step_rows.rows(t) - b};
-    }, operand, nthreads);
-    if (rbl) gru_rbl_grad_whh(w, rows, dgx.data(), operand, ctx.rh.data(), internal.data(), nthreads);
-    else gemm_parallel(kern, GH, dgh, 1, GH, operand, internal.data(), H, false, nthreads);
-    rows_to_torch_order(w.layout, H, internal.data(), a.dw_hh, nthreads);
-
     // Bias gradients: column sums over all rows, columns split over threads.
     auto bias_grad = [&](const T* dg, T* out) {
         T* sums = internal.data();
@@ -131,7 +112,40 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
         });
         rows_to_torch_order(w.layout, 1, sums, out);
     };
+    // dW_ih = dgx^T x X and dW_hh = dgh^T x H_prev, each one GEMM whose long
+    // dimension is every packed row. The states entering the steps are
+    // contiguous rows of the context (reverse, or every step of B rows);
+    // otherwise step t's are the first rows(t) of out(t-1), packed in runs.
+    PackedMatrix<T> operand;
+    pack_matrix(kern, rows, I, ctx.x.data(), I, 1, operand, nthreads);
+    gemm_parallel(kern, GH, dgx.data(), 1, GH, operand, internal.data(), I, false, nthreads);
+    rows_to_torch_order(w.layout, I, internal.data(), a.dw_ih, nthreads);
     bias_grad(dgx.data(), a.db_ih);
+    // From here on dgx holds the recurrent side's gradients.
+    if (!same_sides) {
+        parallel_region(double(rows) * H > 65536.0 ? nthreads : 1, [&](int tid, int nth) {
+            int jb, je;
+            split_range(w.layout.blocks(), tid, nth, jb, je);
+            for (int j = jb; j < je; ++j) {
+                const int u0 = w.layout.block_start(j);
+                kern.gru_dgh_from_dgx(rows, w.layout.block_units(j), ctx.gates.data() + kWorkspaceSlots * u0, ld_ws,
+                                      dgx.data() + G * u0, GH);
+            }
+        });
+    }
+    const T* dgh = dgx.data();
+    const bool contiguous = ctx.reverse || step_rows.uniform;
+    const T* h_entering = ctx.h.data() + ctx.in_row(0) * H;
+    pack_row_runs(kern, rows, H, H, [&](int k) -> std::pair<const T*, int> {
+        if (contiguous) return {h_entering + std::size_t(k) * H, rows - k};
+        const int t = step_rows.step_of(std::size_t(k));
+        const int b = int(std::size_t(k) - step_rows.start(t));
+        return {ctx.h.data() + (ctx.in_row(t) + b) * H, step_rows.rows(t) - b};
+    }, operand, nthreads);
+    if (rbl) gru_rbl_grad_whh(w, rows, dgx.data(), operand, ctx.rh.data(), internal.data(), nthreads);
+    else gemm_parallel(kern, GH, dgh, 1, GH, operand, internal.data(), H, false, nthreads);
+    rows_to_torch_order(w.layout, H, internal.data(), a.dw_hh, nthreads);
+
     // The LSTM's two biases enter the same sum, and so do the GRU's reset
     // before linear: their gradients are equal.
     if (same_sides) std::memcpy(a.db_hh, a.db_ih, std::size_t(GH) * sizeof(T));
