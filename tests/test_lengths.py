@@ -257,24 +257,29 @@ def restore_threads():
     rnnkit.set_num_threads(saved)
 
 
+# H = 96 is three unit blocks and ~5 rows per step give a recurrent step of
+# 2 * 5 * G * 96^2 >= 2.7e5 flops, above the drivers' 1.5e5 threshold: the
+# time loop runs on 2 threads when 2 are allowed, and so do the projection
+# and weight-gradient GEMMs. The second case's projections do not fit one
+# chunk (about 2^18 values), so with 2 threads the next chunk's are computed
+# during the steps of the current one.
+THREAD_CASES = [((20, 18, 15, 15, 9, 4, 2, 1), 40, 96), (tuple(range(60, 0, -4)), 24, 256)]
+
+
+@pytest.mark.parametrize("lengths,I,H", THREAD_CASES, ids=["one-chunk", "chunks"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 @pytest.mark.parametrize("cell", CELL_FORMS)
-def test_results_do_not_depend_on_thread_count(cell, reverse, isa, dtype, restore_threads):
-    # H = 96 is three unit blocks and ~5 rows per step give a recurrent step
-    # of 2 * 5 * G * 96^2 >= 2.7e5 flops, above the drivers' 1.5e5 threshold:
-    # the time loop runs on 2 threads when 2 are allowed, and so do the
-    # projection and weight-gradient GEMMs.
-    lengths = (20, 18, 15, 15, 9, 4, 2, 1)
-    case = make_packed_case(cell, lengths, 40, 96, dtype, seed=5)
+def test_results_do_not_depend_on_thread_count(cell, reverse, lengths, I, H, isa, dtype, restore_threads):
+    case = make_packed_case(cell, lengths, I, H, dtype, seed=5)
     results = {}
     for n in (1, 2):
         rnnkit.set_num_threads(n)
         results[n] = forward_backward(cell, case, reverse, pack(cell, case))
     for k, what in enumerate(("outputs", "gradients", "inference")):
         assert_all_equal(results[1][k], results[2][k], what=f"1 vs 2 threads, {what}: ")
-    ref_out, ref_grads = cached_reference(cell, lengths, 40, 96, dtype.name, 5, (), reverse)
-    assert_matches_reference(cell, results[2][0], ref_out, dtype, lengths, 40, 96)
-    assert_matches_reference(cell, results[2][1], ref_grads, dtype, lengths, 40, 96)
+    ref_out, ref_grads = cached_reference(cell, lengths, I, H, dtype.name, 5, (), reverse)
+    assert_matches_reference(cell, results[2][0], ref_out, dtype, lengths, I, H)
+    assert_matches_reference(cell, results[2][1], ref_grads, dtype, lengths, I, H)
 
 
 # ------------------------------------------------------------------ errors

@@ -28,16 +28,18 @@ def restore_threads():
 # ----------------------------------------------------------- thread counts
 
 # Big enough that the drivers split hidden units (and batch) over threads: a
-# batched shape, a B = 1 shape where only hidden units can be split, and one
-# whose last block of 32 hidden units is partial (145 = 4 * 32 + 17).
-THREAD_SHAPES = [(20, 32, 96, 160), (30, 1, 64, 256), (7, 6, 33, 145)]
+# batched shape, a B = 1 shape where only hidden units can be split, one
+# whose last block of 32 hidden units is partial (145 = 4 * 32 + 17), and
+# one whose input projections span 3-4 chunks (of about 2^18 values), where
+# threads compute the next chunk's while they wait for each other.
+THREAD_SHAPES = [(20, 32, 96, 160, False), (30, 1, 64, 256, True), (7, 6, 33, 145, False),
+                 (40, 24, 40, 200, True)]
 
 
-@pytest.mark.parametrize("T,B,I,H", THREAD_SHAPES)
+@pytest.mark.parametrize("T,B,I,H,reverse", THREAD_SHAPES)
 @pytest.mark.parametrize("cell", CELL_FORMS)
-def test_results_do_not_depend_on_thread_count(cell, T, B, I, H, isa, dtype, restore_threads):
+def test_results_do_not_depend_on_thread_count(cell, T, B, I, H, reverse, isa, dtype, restore_threads):
     case = make_case(cell, T, B, I, H, dtype, seed=10)
-    reverse = B == 1  # cover both directions across the shapes
     results = {}
     for n in (1, 2):
         rnnkit.set_num_threads(n)
