@@ -23,17 +23,37 @@ void rows_to_internal(const GateLayout& lay, int cols, const T* torch_order, T* 
 }  // namespace
 
 template <typename T>
-void rows_to_torch_order(const GateLayout& lay, int cols, const T* internal, T* torch_order, int nthreads) {
+void rows_to_torch_order_in_place(const GateLayout& lay, int cols, T* m, int nthreads) {
     const int rows = lay.G * lay.H;
-    // Weight-sized copies are split over threads; bias-sized ones are not.
+    // Torch row r takes internal row src[r]. Following each cycle of that
+    // permutation moves every row once, with one row of scratch: no second
+    // weight-sized buffer (the weight gradients are computed in place).
+    std::vector<int> src(rows);
+    for (int r = 0; r < rows; ++r) src[r] = lay.internal_row(r / lay.H, r % lay.H);
+    // Threads take column ranges: the same cycles, disjoint bytes.
     const bool big = std::size_t(rows) * cols > (std::size_t(1) << 16);
     parallel_region(big ? nthreads : 1, [&](int tid, int nth) {
-        int lo, hi;
-        split_range(rows, tid, nth, lo, hi);
-        for (int r = lo; r < hi; ++r) {
-            const int g = r / lay.H, u = r % lay.H;
-            const T* src = internal + std::size_t(lay.internal_row(g, u)) * cols;
-            std::memcpy(torch_order + std::size_t(r) * cols, src, std::size_t(cols) * sizeof(T));
+        int c0, c1;
+        split_range(cols, tid, nth, c0, c1);
+        if (c0 >= c1) return;
+        const std::size_t bytes = std::size_t(c1 - c0) * sizeof(T);
+        std::vector<T> held(c1 - c0);
+        std::vector<char> moved(rows, 0);
+        auto row = [&](int r) { return m + std::size_t(r) * cols + c0; };
+        for (int start = 0; start < rows; ++start) {
+            if (moved[start] || src[start] == start) continue;
+            std::memcpy(held.data(), row(start), bytes);
+            int r = start;
+            for (;;) {
+                moved[r] = 1;
+                const int from = src[r];
+                if (from == start) {
+                    std::memcpy(row(r), held.data(), bytes);
+                    break;
+                }
+                std::memcpy(row(r), row(from), bytes);
+                r = from;
+            }
         }
     });
 }
@@ -118,7 +138,7 @@ template std::shared_ptr<PackedRnn<float>> pack_rnn<float>(CellKind, Isa, int, i
                                                            const float*, const float*, int, bool);
 template std::shared_ptr<PackedRnn<double>> pack_rnn<double>(CellKind, Isa, int, int, const double*,
                                                              const double*, const double*, const double*, int, bool);
-template void rows_to_torch_order<float>(const GateLayout&, int, const float*, float*, int);
-template void rows_to_torch_order<double>(const GateLayout&, int, const double*, double*, int);
+template void rows_to_torch_order_in_place<float>(const GateLayout&, int, float*, int);
+template void rows_to_torch_order_in_place<double>(const GateLayout&, int, double*, int);
 
 }  // namespace rnnkit

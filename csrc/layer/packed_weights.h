@@ -85,8 +85,8 @@ template <typename T>
 std::shared_ptr<PackedRnn<T>> pack_rnn(CellKind cell, Isa isa, int I, int H, const T* w_ih, const T* w_hh,
                                        const T* b_ih, const T* b_hh, int nthreads, bool linear_before_reset = true);
 
-// Rows of an internal-layout (G*H x cols) matrix written back in PyTorch order.
+// Rows of an internal-layout (G*H x cols) matrix put back in PyTorch order, in place.
 template <typename T>
-void rows_to_torch_order(const GateLayout& lay, int cols, const T* internal, T* torch_order, int nthreads = 1);
+void rows_to_torch_order_in_place(const GateLayout& lay, int cols, T* m, int nthreads = 1);
 
 }  // namespace rnnkit

@@ -97,11 +97,11 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
     // dx = dgx x W_ih over all steps at once.
     gemm_parallel(kern, rows, dgx.data(), GH, 1, w.wih_for_backward(nthreads), a.dx, I, false, nthreads);
 
-    // Weight gradients in packed row order before their reordering; bias sums.
-    AlignedBuffer<T> internal(std::size_t(GH) * std::max(I, H));
+    // Weight and bias gradients are computed in internal row order straight
+    // into the outputs, then reordered in place.
     // Bias gradients: column sums over all rows, columns split over threads.
     auto bias_grad = [&](const T* dg, T* out) {
-        T* sums = internal.data();
+        T* sums = out;
         std::memset(sums, 0, std::size_t(GH) * sizeof(T));
         const int col_chunks = (GH + 63) / 64;
         parallel_region(double(rows) * GH > 65536.0 ? nthreads : 1, [&](int tid, int nth) {
@@ -110,7 +110,7 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
             const int j0 = lo * 64, j1 = std::min(GH, hi * 64);
             if (j0 < j1) kern.column_sums(rows, j1 - j0, dg + j0, GH, sums + j0);
         });
-        rows_to_torch_order(w.layout, 1, sums, out);
+        rows_to_torch_order_in_place(w.layout, 1, out);
     };
     // dW_ih = dgx^T x X and dW_hh = dgh^T x H_prev, each one GEMM whose long
     // dimension is every packed row. The states entering the steps are
@@ -118,8 +118,8 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
     // otherwise step t's are the first rows(t) of out(t-1), packed in runs.
     PackedMatrix<T> operand;
     pack_matrix(kern, rows, I, ctx.x.data(), I, 1, operand, nthreads);
-    gemm_parallel(kern, GH, dgx.data(), 1, GH, operand, internal.data(), I, false, nthreads);
-    rows_to_torch_order(w.layout, I, internal.data(), a.dw_ih, nthreads);
+    gemm_parallel(kern, GH, dgx.data(), 1, GH, operand, a.dw_ih, I, false, nthreads);
+    rows_to_torch_order_in_place(w.layout, I, a.dw_ih, nthreads);
     bias_grad(dgx.data(), a.db_ih);
     // From here on dgx holds the recurrent side's gradients.
     if (!same_sides) {
@@ -142,9 +142,9 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
         const int b = int(std::size_t(k) - step_rows.start(t));
         return {ctx.h.data() + (ctx.in_row(t) + b) * H, step_rows.rows(t) - b};
     }, operand, nthreads);
-    if (rbl) gru_rbl_grad_whh(w, rows, dgx.data(), operand, ctx.rh.data(), internal.data(), nthreads);
-    else gemm_parallel(kern, GH, dgh, 1, GH, operand, internal.data(), H, false, nthreads);
-    rows_to_torch_order(w.layout, H, internal.data(), a.dw_hh, nthreads);
+    if (rbl) gru_rbl_grad_whh(w, rows, dgx.data(), operand, ctx.rh.data(), a.dw_hh, nthreads);
+    else gemm_parallel(kern, GH, dgh, 1, GH, operand, a.dw_hh, H, false, nthreads);
+    rows_to_torch_order_in_place(w.layout, H, a.dw_hh, nthreads);
 
     // The LSTM's two biases enter the same sum, and so do the GRU's reset
     // before linear: their gradients are equal.
