@@ -21,8 +21,9 @@ DEFINITION = (
     "warmed up on a tiny shape beforehand, and whose free heap pages were released (malloc_trim). "
     "beyond_outputs_bytes = peak_increase_bytes minus the bytes of the call's results: inference "
     "y, h_n[, c_n]; train y, h_n[, c_n], dx, dW_ih, dW_hh, db_ih, db_hh "
-    "(train figures include the per-step weight re-pack for rnnkit, a second copy of the weights of about "
-    "weights_bytes, and autograd's saved tensors for torch). weights_bytes = 4*G*H*(I+H)."
+    "(train figures include rnnkit's per-step weight re-pack, into the memory of the previous one "
+    "(PackedWeights.update), and the transposed packs its backward pass makes, about weights_bytes; "
+    "autograd's saved tensors for torch). weights_bytes = 4*G*H*(I+H)."
 )
 
 

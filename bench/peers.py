@@ -95,8 +95,13 @@ def build_rnnkit(case: Case, data: dict) -> Candidate:
         return Candidate(step, lambda out: {"h": out}, step)
 
     # A training step re-packs: weights change after every optimizer step.
+    # It packs them into the memory of the previous step's packing, as a
+    # training loop does (PackedWeights.update).
+    train_w = pack(*p)
+
     def train():
-        out = forward(x, pack(*p), training=True)
+        train_w.update(*p)
+        out = forward(x, train_w, training=True)
         return out[0], backward(out[-1], dy)
 
     def extract(out):

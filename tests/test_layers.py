@@ -272,3 +272,26 @@ def test_functional_core_takes_packed_rows_like_torch_packed_sequences():
     expect = np.concatenate([y[t, order[:n]] for t, n in enumerate(batch_sizes)])
     assert np.array_equal(yp, expect)
     assert np.array_equal(hp, h_n[:, order]) and np.array_equal(cp, c_n[:, order])
+
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_pack_layer_weights_into_earlier_packs(mode):
+    """into=: new weights of the same layers go into the earlier packs (the
+    same list comes back) and run exactly like a fresh packing; packs that
+    no longer match the layers are replaced by fresh ones."""
+    from rnnkit import layers
+    kw = dict(num_layers=2, bidirectional=True)
+    old = make_module(mode, np.float32, 2, True, seed=3).parameters()
+    new = make_module(mode, np.float32, 2, True, seed=4).parameters()
+    packs = layers.pack_layer_weights(mode, old, **kw)
+    assert layers.pack_layer_weights(mode, new, **kw, into=packs) is packs
+    fresh = layers.pack_layer_weights(mode, new, **kw)
+    x = random_inputs(mode, np.float32, 2, 2)["x"]
+    np.testing.assert_array_equal(layers.rnn_forward(mode, x, packs, **kw)[0],
+                                  layers.rnn_forward(mode, x, fresh, **kw)[0])
+    # One layer fewer, or float64 weights: not the same layers any more.
+    one = layers.pack_layer_weights(mode, new, num_layers=1, bidirectional=True, into=packs)
+    assert one is not packs and len(one) == 2
+    wide = {k: v.astype(np.float64) for k, v in new.items()}
+    assert layers.pack_layer_weights(mode, wide, **kw, into=packs)[0].dtype == np.float64

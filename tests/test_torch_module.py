@@ -350,3 +350,20 @@ def test_training_example_curves_agree(torch, rt):
         assert len(a[key]) == len(b[key]) == 2
         np.testing.assert_allclose(b[key], a[key], rtol=1e-9, err_msg=key)
     assert a["train_loss"][1] < a["train_loss"][0], "the model did not learn"
+
+
+def test_training_steps_pack_into_the_same_weights(torch, rt):
+    # Each training call packs the stepped weights into the last packing's
+    # memory (PackedWeights.update); the optimizer test above checks values.
+    m = rt.LSTM(I, H, num_layers=2, bidirectional=True, dtype=torch.float64)
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    packs = []
+    for _ in range(3):
+        loss = m(x)[0].square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        packs.append(m._rnnkit_cache[2])
+    assert packs[0] is packs[1] is packs[2]
+    assert len(packs[0]) == 4

@@ -80,6 +80,39 @@ PackedHandle pack(const std::string& cell_s, py::handle w_ih, py::handle w_hh, p
                      : pack_impl<float>(cell, w_ih, w_hh, b_ih, b_hh, linear_before_reset);
 }
 
+// New weights of the same shape into existing packed weights. In place
+// when nothing else holds them (the usual optimizer loop: forward,
+// backward, update); a training context or a call still running keeps the
+// old ones, and the handle gets a fresh pack instead (copy on write). A
+// change of the active ISA since packing also packs afresh, for it.
+template <typename T>
+void update_impl(PackedHandle& h, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj,
+                 py::handle b_hh_obj) {
+    std::shared_ptr<PackedRnn<T>>& w = h.get<T>();
+    const py::ssize_t I = w->I, H = w->H, GH = py::ssize_t(w->G) * H;
+    Arr<T> w_ih = take_array<T>(w_ih_obj, "weight_ih", {{GH, "G*H"}, {I, "I"}});
+    Arr<T> w_hh = take_array<T>(w_hh_obj, "weight_hh", {{GH, "G*H"}, {H, "H"}});
+    auto b_ih = take_optional<T>(b_ih_obj, "bias_ih", {{GH, "G*H"}});
+    auto b_hh = take_optional<T>(b_hh_obj, "bias_hh", {{GH, "G*H"}});
+    if (w.use_count() > 1 || w->isa != active_isa()) {
+        std::shared_ptr<PackedRnn<T>> fresh;
+        {
+            py::gil_scoped_release release;
+            fresh = pack_rnn<T>(w->cell, active_isa(), int(I), int(H), w_ih.data(), w_hh.data(), data_or_null(b_ih),
+                                data_or_null(b_hh), get_num_threads(), w->linear_before_reset);
+        }
+        w = std::move(fresh);
+        return;
+    }
+    py::gil_scoped_release release;
+    repack_rnn<T>(*w, w_ih.data(), w_hh.data(), data_or_null(b_ih), data_or_null(b_hh), get_num_threads());
+}
+
+void update(PackedHandle& h, py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh) {
+    if (h.is_double) update_impl<double>(h, w_ih, w_hh, b_ih, b_hh);
+    else update_impl<float>(h, w_ih, w_hh, b_ih, b_hh);
+}
+
 // ---- forward -----------------------------------------------------------------
 
 const PackedHandle& take_weights(py::handle obj, CellKind cell, const char* fn) {
@@ -136,7 +169,9 @@ struct StateNames { const char* h; const char* c; };
 template <typename T>
 py::object forward_impl(const PackedHandle& wh, CellKind cell, bool single_step, py::handle x_obj, py::handle h0_obj,
                         py::handle c0_obj, bool reverse, bool training, py::handle bs_obj, StateNames names) {
-    const std::shared_ptr<PackedRnn<T>>& w = wh.get<T>();
+    // A copy: while this call runs, an update() of the same weights from
+    // another thread packs afresh instead of writing into them.
+    const std::shared_ptr<PackedRnn<T>> w = wh.get<T>();
     const bool lstm = cell == CellKind::lstm;
     const py::ssize_t I = w->I, H = w->H;
     // Packed sequences: x (N, I) with the rows of step t after those of t-1.
@@ -285,6 +320,11 @@ void register_rnn(py::module_& m) {
         .def_property_readonly("hidden_size", &PackedHandle::hidden_size)
         .def_property_readonly("isa", [](const PackedHandle& h) { return std::string(isa_name(h.isa())); })
         .def_property_readonly("linear_before_reset", &PackedHandle::linear_before_reset)
+        .def("update", &update, py::arg("weight_ih"), py::arg("weight_hh"), py::arg("bias_ih") = py::none(),
+             py::arg("bias_hh") = py::none(),
+             "Pack new weights of the same shapes, dtype and form into these packed weights, reusing\n"
+             "their memory (an optimizer step). Biases left out are zeros, as in pack_lstm / pack_gru.\n"
+             "Training contexts made before keep the weights they were made with.")
         .def("__repr__", [](const PackedHandle& h) {
             return std::string("<rnnkit.PackedWeights ") + cell_prefix(h.cell) + " " + (h.is_double ? "float64" : "float32") +
                    " input_size=" + std::to_string(h.input_size()) + " hidden_size=" + std::to_string(h.hidden_size()) +

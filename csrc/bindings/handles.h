@@ -15,6 +15,9 @@ struct PackedHandle {
     std::shared_ptr<PackedRnn<double>> f64;
 
     template <typename T> const std::shared_ptr<PackedRnn<T>>& get() const;
+    template <typename T> std::shared_ptr<PackedRnn<T>>& get() {
+        return const_cast<std::shared_ptr<PackedRnn<T>>&>(static_cast<const PackedHandle*>(this)->get<T>());
+    }
     int input_size() const { return is_double ? f64->I : f32->I; }
     int hidden_size() const { return is_double ? f64->H : f32->H; }
     Isa isa() const { return is_double ? f64->isa : f32->isa; }

@@ -58,6 +58,46 @@ void rows_to_torch_order_in_place(const GateLayout& lay, int cols, T* m, int nth
     });
 }
 
+namespace {
+
+// Fills the forward packs and biases of p (shape and form already set).
+// Buffers of the right size are released and taken back through the block
+// cache, so packing again into the same p needs no second copy of memory.
+template <typename T>
+void fill_packs(PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh, int nthreads) {
+    const int H = p.H, I = p.I, GH = p.G * H;
+    const bool rbl = !p.linear_before_reset;
+    // Pack the transposes straight from PyTorch's rows: internal column n
+    // of W^T is PyTorch row torch_row[n], and a panel inside one gate's run
+    // of a unit block reads consecutive rows.
+    std::vector<int> torch_row(GH);
+    for (int g = 0; g < p.G; ++g)
+        for (int u = 0; u < H; ++u) torch_row[p.layout.internal_row(g, u)] = g * H + u;
+    pack_columns(*p.kern, I, GH, [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; }, p.wih_t, nthreads);
+    // Reset before linear: the first 2H internal columns (r, z) only, and
+    // W_hn^T on its own, its columns in unit order.
+    const int whh_cols = rbl ? 2 * H : GH;
+    pack_columns(*p.kern, H, whh_cols, [&](int n) { return w_hh + std::size_t(torch_row[n]) * H; }, p.whh_t,
+                 nthreads);
+    if (rbl)
+        pack_columns(*p.kern, H, H, [&](int n) { return w_hh + std::size_t(2 * H + n) * H; }, p.whn_t, nthreads);
+
+    // Fold the biases that simply add into one vector; a GRU linear before
+    // reset keeps b_hn apart because the reset gate multiplies it.
+    const bool hn_apart = p.cell == CellKind::gru && !rbl;
+    std::vector<T> bsum(GH, T(0));
+    for (int r = 0; r < GH; ++r) {
+        const bool n_gate_apart = hn_apart && r >= 2 * H;
+        bsum[r] = (b_ih ? b_ih[r] : T(0)) + (b_hh && !n_gate_apart ? b_hh[r] : T(0));
+    }
+    p.bias.reset(GH);
+    rows_to_internal(p.layout, 1, bsum.data(), p.bias.data());
+    p.bias_hn.reset(H);
+    for (int u = 0; u < H; ++u) p.bias_hn.data()[u] = (hn_apart && b_hh) ? b_hh[2 * H + u] : T(0);
+}
+
+}  // namespace
+
 template <typename T>
 std::shared_ptr<PackedRnn<T>> pack_rnn(CellKind cell, Isa isa, int I, int H, const T* w_ih, const T* w_hh,
                                        const T* b_ih, const T* b_hh, int nthreads, bool linear_before_reset) {
@@ -69,49 +109,30 @@ std::shared_ptr<PackedRnn<T>> pack_rnn(CellKind cell, Isa isa, int I, int H, con
     p->H = H;
     p->G = gate_count(cell);
     p->linear_before_reset = cell == CellKind::lstm || linear_before_reset;
-    const bool rbl = !p->linear_before_reset;
-    p->layout = GateLayout{H, p->G, rbl};
-    const int GH = p->G * H;
-
-    // Pack the transposes straight from PyTorch's rows: internal column n
-    // of W^T is PyTorch row torch_row[n], and a panel inside one gate's run
-    // of a unit block reads consecutive rows.
-    std::vector<int> torch_row(GH);
-    for (int g = 0; g < p->G; ++g)
-        for (int u = 0; u < H; ++u) torch_row[p->layout.internal_row(g, u)] = g * H + u;
-    pack_columns(*p->kern, I, GH, [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; }, p->wih_t, nthreads);
-    // Reset before linear: the first 2H internal columns (r, z) only, and
-    // W_hn^T on its own, its columns in unit order.
-    const int whh_cols = rbl ? 2 * H : GH;
-    pack_columns(*p->kern, H, whh_cols, [&](int n) { return w_hh + std::size_t(torch_row[n]) * H; }, p->whh_t,
-                 nthreads);
-    if (rbl)
-        pack_columns(*p->kern, H, H, [&](int n) { return w_hh + std::size_t(2 * H + n) * H; }, p->whn_t, nthreads);
-
-    // Fold the biases that simply add into one vector; a GRU linear before
-    // reset keeps b_hn apart because the reset gate multiplies it.
-    const bool hn_apart = cell == CellKind::gru && !rbl;
-    std::vector<T> bsum(GH, T(0));
-    for (int r = 0; r < GH; ++r) {
-        const bool n_gate_apart = hn_apart && r >= 2 * H;
-        bsum[r] = (b_ih ? b_ih[r] : T(0)) + (b_hh && !n_gate_apart ? b_hh[r] : T(0));
-    }
-    p->bias.reset(GH);
-    rows_to_internal(p->layout, 1, bsum.data(), p->bias.data());
-    p->bias_hn.reset(H);
-    for (int u = 0; u < H; ++u) p->bias_hn.data()[u] = (hn_apart && b_hh) ? b_hh[2 * H + u] : T(0);
+    p->layout = GateLayout{H, p->G, !p->linear_before_reset};
+    fill_packs(*p, w_ih, w_hh, b_ih, b_hh, nthreads);
     return p;
 }
 
 template <typename T>
+void repack_rnn(PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh, int nthreads) {
+    fill_packs(p, w_ih, w_hh, b_ih, b_hh, nthreads);
+    // The backward packs are derived from the forward ones: packed again,
+    // into the same buffers, when a backward pass next asks for them.
+    std::lock_guard<std::mutex> lock(p.bwd_mutex_);
+    p.bwd_packed_ = false;
+}
+
+template <typename T>
 void PackedRnn<T>::pack_backward(int nthreads) const {
-    std::call_once(bwd_once_, [&] {
-        // The forward packs hold W^T (internal gate order); their transposes
-        // are the (GH x I) and (GH x H) B operands of the backward products.
-        pack_transposed(wih_t, wih_n_, nthreads);
-        pack_transposed(whh_t, whh_n_, nthreads);
-        if (!linear_before_reset) pack_transposed(whn_t, whn_n_, nthreads);
-    });
+    std::lock_guard<std::mutex> lock(bwd_mutex_);
+    if (bwd_packed_) return;
+    // The forward packs hold W^T (internal gate order); their transposes
+    // are the (GH x I) and (GH x H) B operands of the backward products.
+    pack_transposed(wih_t, wih_n_, nthreads);
+    pack_transposed(whh_t, whh_n_, nthreads);
+    if (!linear_before_reset) pack_transposed(whn_t, whn_n_, nthreads);
+    bwd_packed_ = true;
 }
 
 template <typename T>
@@ -138,6 +159,8 @@ template std::shared_ptr<PackedRnn<float>> pack_rnn<float>(CellKind, Isa, int, i
                                                            const float*, const float*, int, bool);
 template std::shared_ptr<PackedRnn<double>> pack_rnn<double>(CellKind, Isa, int, int, const double*,
                                                              const double*, const double*, const double*, int, bool);
+template void repack_rnn<float>(PackedRnn<float>&, const float*, const float*, const float*, const float*, int);
+template void repack_rnn<double>(PackedRnn<double>&, const double*, const double*, const double*, const double*, int);
 template void rows_to_torch_order_in_place<float>(const GateLayout&, int, float*, int);
 template void rows_to_torch_order_in_place<double>(const GateLayout&, int, double*, int);
 

@@ -73,7 +73,10 @@ struct PackedRnn {
     const PackedMatrix<T>& whn_for_backward(int nthreads) const;
 
 private:
-    mutable std::once_flag bwd_once_;
+    template <typename U>
+    friend void repack_rnn(PackedRnn<U>&, const U*, const U*, const U*, const U*, int);
+    mutable std::mutex bwd_mutex_;
+    mutable bool bwd_packed_ = false;
     mutable PackedMatrix<T> wih_n_, whh_n_, whn_n_;
     void pack_backward(int nthreads) const;
 };
@@ -84,6 +87,12 @@ private:
 template <typename T>
 std::shared_ptr<PackedRnn<T>> pack_rnn(CellKind cell, Isa isa, int I, int H, const T* w_ih, const T* w_hh,
                                        const T* b_ih, const T* b_hh, int nthreads, bool linear_before_reset = true);
+
+// New weights of the same shape and form packed into p's own buffers (an
+// optimizer step). The caller makes sure no forward or backward pass is
+// using p meanwhile.
+template <typename T>
+void repack_rnn(PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh, int nthreads);
 
 // Rows of an internal-layout (G*H x cols) matrix put back in PyTorch order, in place.
 template <typename T>

@@ -117,8 +117,9 @@ def pack_lstm(weight_ih: np.ndarray, weight_hh: np.ndarray, bias_ih: Optional[np
     """Pack LSTM weights (PyTorch layout, gates i, f, g, o) for the active ISA.
 
     weight_ih (4H, I), weight_hh (4H, H), bias_ih / bias_hh (4H,) or None
-    for zeros; float32 or float64, all the same dtype. Pack again after the
-    weights change (a training step does).
+    for zeros; float32 or float64, all the same dtype. After the weights
+    change (an optimizer step), ``weights.update(weight_ih, weight_hh,
+    bias_ih, bias_hh)`` packs the new ones into the same memory.
     """
     return _core.pack("lstm", weight_ih, weight_hh, bias_ih, bias_hh)
 

@@ -80,29 +80,45 @@ def _gates(mode: str) -> int:
 
 
 def pack_layer_weights(mode: str, params: Mapping[str, np.ndarray], *, num_layers: int, bidirectional: bool,
-                       bias: bool = True, linear_before_reset: bool = True) -> List[_core.PackedWeights]:
+                       bias: bool = True, linear_before_reset: bool = True,
+                       into: Optional[List[_core.PackedWeights]] = None) -> List[_core.PackedWeights]:
     """Pack every layer and direction; index ``layer * D + direction``.
 
     ``params`` maps torch names to arrays (float32 or float64, one dtype).
     With ``bias=False`` the bias entries are not read (zeros are used).
+    ``into``: the packed weights of an earlier call for the same layers;
+    where they match (cell, form, dtype, sizes) the new weights are packed
+    into their memory (``PackedWeights.update``) and that list comes back.
     """
     _gates(mode)
-    packed = []
+    dirs = 2 if bidirectional else 1
+    entries = []
     for layer in range(num_layers):
-        for d in range(2 if bidirectional else 1):
+        for d in range(dirs):
             sfx = f"_l{layer}{_suffix(d)}"
             try:
                 w_ih, w_hh = params["weight_ih" + sfx], params["weight_hh" + sfx]
                 b_ih, b_hh = (params["bias_ih" + sfx], params["bias_hh" + sfx]) if bias else (None, None)
             except KeyError as exc:
                 raise ValueError(f"params: missing {exc.args[0]!r}") from None
-            if mode == "LSTM":
-                packed.append(pack_lstm(w_ih, w_hh, b_ih, b_hh))
-            elif linear_before_reset:
-                packed.append(pack_gru(w_ih, w_hh, b_ih, b_hh))
-            else:
-                packed.append(pack_gru(w_ih, w_hh, b_ih, b_hh, linear_before_reset=False))
-    return packed
+            entries.append((w_ih, w_hh, b_ih, b_hh))
+    lbr = mode != "GRU" or linear_before_reset
+    # An optimizer step changes values, not shapes: pack into the old memory.
+    if into is not None and len(into) == len(entries) and all(
+            _fits(p, mode, lbr, w_ih, w_hh) for p, (w_ih, w_hh, _, _) in zip(into, entries)):
+        for p, weights in zip(into, entries):
+            p.update(*weights)
+        return into
+    if mode == "LSTM":
+        return [pack_lstm(*weights) for weights in entries]
+    return [pack_gru(*weights, linear_before_reset=lbr) for weights in entries]
+
+
+def _fits(packed: _core.PackedWeights, mode: str, lbr: bool, w_ih, w_hh) -> bool:
+    """Whether packed weights can take (w_ih, w_hh) in place."""
+    return (packed.cell == mode.lower() and packed.linear_before_reset == lbr
+            and isinstance(w_ih, np.ndarray) and isinstance(w_hh, np.ndarray) and w_ih.dtype == packed.dtype
+            and w_ih.ndim == 2 and w_ih.shape[1] == packed.input_size and w_hh.shape[-1] == packed.hidden_size)
 
 
 # ---- variable lengths: padded <-> packed rows ---------------------------------

@@ -142,9 +142,12 @@ class _RnnkitMixin:
         if reuse and cache is not None and cache[0] == key and all(r() is w for r, w in zip(cache[1], weights)):
             return cache[2]
         params = {name: _np(w) for name, w in zip(self._flat_weights_names, weights)}
+        # Changed weights go into the memory of the last packing (contexts
+        # still holding it keep their own copy).
         packed = layers.pack_layer_weights(
             self.mode, params, num_layers=self.num_layers, bidirectional=self.bidirectional,
-            bias=self.bias, linear_before_reset=getattr(self, "linear_before_reset", True))
+            bias=self.bias, linear_before_reset=getattr(self, "linear_before_reset", True),
+            into=cache[2] if cache is not None else None)
         self._rnnkit_cache = (key, [weakref.ref(w) for w in weights], packed)
         return packed
 
