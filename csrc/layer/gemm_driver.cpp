@@ -16,18 +16,19 @@ void pack_matrix(const Kernels<T>& kern, int K, int N, const T* b, std::ptrdiff_
 }
 
 template <typename T>
-void pack_transposed(const PackedMatrix<T>& src, PackedMatrix<T>& dst, int nthreads) {
+void pack_transposed(const PackedMatrix<T>& src, int row0, int rows, PackedMatrix<T>& dst, int nthreads) {
     const int nr = src.nr;
     // Destination panel: rows q0 .. q0+kc (source columns), columns
-    // i0 .. i0+nr (source rows). Source row i sits in the k block starting
-    // at (i / KC) * KC; source column q in the panel starting at (q / nr) * nr.
-    for_each_panel(dst, src.N, src.K, nr, nthreads, [&](int q0, int i0, int kc, int nc, T* out) {
+    // i0 .. i0+nr (source rows row0 + i0 ..). Source row i sits in the k
+    // block starting at (i / KC) * KC; source column q in the panel
+    // starting at (q / nr) * nr.
+    for_each_panel(dst, src.N, rows, nr, nthreads, [&](int q0, int i0, int kc, int nc, T* out) {
         for (int ii = 0; ii < nr; ++ii) {
             if (ii >= nc) {
                 for (int q = 0; q < kc; ++q) out[q * nr + ii] = T(0);
                 continue;
             }
-            const int i = i0 + ii, k0 = i / kGemmKC * kGemmKC;
+            const int i = row0 + i0 + ii, k0 = i / kGemmKC * kGemmKC;
             for (int q = 0; q < kc;) {
                 const int j = (q0 + q) / nr * nr;
                 const T* row = src.panel(k0, j) + std::size_t(i - k0) * nr;
@@ -37,6 +38,11 @@ void pack_transposed(const PackedMatrix<T>& src, PackedMatrix<T>& dst, int nthre
             }
         }
     });
+}
+
+template <typename T>
+void pack_transposed(const PackedMatrix<T>& src, PackedMatrix<T>& dst, int nthreads) {
+    pack_transposed(src, 0, src.K, dst, nthreads);
 }
 
 namespace {
@@ -125,10 +131,28 @@ void gemm_parallel(const Kernels<T>& kern, int M, const T* a, std::ptrdiff_t rsa
     });
 }
 
+template <typename T>
+void gemm_parallel_transposed_b(const Kernels<T>& kern, int M, const T* a, std::ptrdiff_t lda,
+                                const PackedMatrix<T>& bt, T* c, std::ptrdiff_t ldc, int nthreads) {
+    // Slices as wide as gemm_parallel's column tiles, so A is read as often
+    // as with the whole transpose; wider when there are too few rows to
+    // give every thread a tile of each slice.
+    const int row_tiles = (M + kGemmMC - 1) / kGemmMC;
+    const int width = 8 * bt.nr * std::max(1, (nthreads + row_tiles - 1) / row_tiles);
+    PackedMatrix<T> slice;
+    for (int n0 = 0; n0 < bt.K; n0 += width) {
+        const int nc = std::min(width, bt.K - n0);
+        pack_transposed(bt, n0, nc, slice, nthreads);
+        gemm_parallel(kern, M, a, lda, 1, slice, c + n0, ldc, false, nthreads);
+    }
+}
+
 #define RNNKIT_INSTANTIATE(T)                                                                          \
     template void pack_matrix<T>(const Kernels<T>&, int, int, const T*, std::ptrdiff_t, std::ptrdiff_t, \
                                  PackedMatrix<T>&, int);                                               \
     template void pack_transposed<T>(const PackedMatrix<T>&, PackedMatrix<T>&, int);                    \
+    template void gemm_parallel_transposed_b<T>(const Kernels<T>&, int, const T*, std::ptrdiff_t,      \
+                                                const PackedMatrix<T>&, T*, std::ptrdiff_t, int);      \
     template void gemm_serial<T>(const Kernels<T>&, int, int, int, const T*, std::ptrdiff_t,           \
                                  std::ptrdiff_t, const PackedMatrix<T>&, T*, std::ptrdiff_t, bool);    \
     template void gemm_parallel<T>(const Kernels<T>&, int, const T*, std::ptrdiff_t, std::ptrdiff_t,   \

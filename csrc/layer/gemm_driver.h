@@ -59,6 +59,9 @@ void pack_row_runs(const Kernels<T>& kern, int K, int N, std::ptrdiff_t ld, RunF
 // source panel becomes an NR x NR block of a destination panel.
 template <typename T>
 void pack_transposed(const PackedMatrix<T>& src, PackedMatrix<T>& dst, int nthreads);
+// Only rows row0 .. row0 + rows - 1 of src (columns of the transpose).
+template <typename T>
+void pack_transposed(const PackedMatrix<T>& src, int row0, int rows, PackedMatrix<T>& dst, int nthreads);
 
 // C[:, n0:n1] (+)= A (M x K) * B[:, n0:n1] on the calling thread; n0 is a
 // multiple of the panel width; c points at element (0, n0).
@@ -70,6 +73,15 @@ void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std:
 template <typename T>
 void gemm_parallel(const Kernels<T>& kern, int M, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
                    const PackedMatrix<T>& b, T* c, std::ptrdiff_t ldc, bool accumulate, int nthreads);
+
+// C (M x bt.K) = A (M x bt.N, row-major, lda) x bt^T, for a B whose
+// transpose is what is packed (the forward pack of W_ih^T, when dx needs
+// W_ih). The transpose is packed one slice of columns at a time, so only
+// a slice is ever alive; the sums are those of gemm_parallel on the whole
+// transpose, in the same order.
+template <typename T>
+void gemm_parallel_transposed_b(const Kernels<T>& kern, int M, const T* a, std::ptrdiff_t lda,
+                                const PackedMatrix<T>& bt, T* c, std::ptrdiff_t ldc, int nthreads);
 
 // Sizes `out` for a K x N matrix in panels of width nr and calls
 // fill(k0, j, kc, nc, panel) for every panel, the panels shared out over

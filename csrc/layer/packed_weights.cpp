@@ -127,18 +127,11 @@ template <typename T>
 void PackedRnn<T>::pack_backward(int nthreads) const {
     std::lock_guard<std::mutex> lock(bwd_mutex_);
     if (bwd_packed_) return;
-    // The forward packs hold W^T (internal gate order); their transposes
-    // are the (GH x I) and (GH x H) B operands of the backward products.
-    pack_transposed(wih_t, wih_n_, nthreads);
+    // The forward packs hold W^T (internal gate order); the transpose of
+    // W_hh^T is the (GH x H) B operand of the backward step product.
     pack_transposed(whh_t, whh_n_, nthreads);
     if (!linear_before_reset) pack_transposed(whn_t, whn_n_, nthreads);
     bwd_packed_ = true;
-}
-
-template <typename T>
-const PackedMatrix<T>& PackedRnn<T>::wih_for_backward(int nthreads) const {
-    pack_backward(nthreads);
-    return wih_n_;
 }
 
 template <typename T>

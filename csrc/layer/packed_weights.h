@@ -65,9 +65,9 @@ struct PackedRnn {
     AlignedBuffer<T> bias;
     AlignedBuffer<T> bias_hn;   // GRU linear before reset only: b_hn, applied inside r * (...)
 
-    // B operands of the backward products, W_ih (GH x I) and W_hh (GH x H),
-    // packed on first use: inference never pays for them.
-    const PackedMatrix<T>& wih_for_backward(int nthreads) const;
+    // B operand of the backward step product, W_hh (GH x H), packed on first
+    // use: inference never pays for it. (dx's W_ih is transposed from wih_t
+    // a slice at a time instead: it is used once per backward pass.)
     const PackedMatrix<T>& whh_for_backward(int nthreads) const;
     // GRU reset before linear: W_hn (H x H); whh_for_backward is W_h[rz].
     const PackedMatrix<T>& whn_for_backward(int nthreads) const;
@@ -77,7 +77,7 @@ private:
     friend void repack_rnn(PackedRnn<U>&, const U*, const U*, const U*, const U*, int);
     mutable std::mutex bwd_mutex_;
     mutable bool bwd_packed_ = false;
-    mutable PackedMatrix<T> wih_n_, whh_n_, whn_n_;
+    mutable PackedMatrix<T> whh_n_, whn_n_;
     void pack_backward(int nthreads) const;
 };
 

@@ -94,8 +94,9 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
     if (lstm) std::memcpy(a.dc0, dc.data(), BH * sizeof(T));
 
     const int rows = int(N);
-    // dx = dgx x W_ih over all steps at once.
-    gemm_parallel(kern, rows, dgx.data(), GH, 1, w.wih_for_backward(nthreads), a.dx, I, false, nthreads);
+    // dx = dgx x W_ih over all steps at once, W_ih transposed from the
+    // forward pack a slice at a time.
+    gemm_parallel_transposed_b(kern, rows, dgx.data(), GH, w.wih_t, a.dx, I, nthreads);
 
     // Weight and bias gradients are computed in internal row order straight
     // into the outputs, then reordered in place.
