@@ -112,10 +112,22 @@ void gemm_parallel(const Kernels<T>& kern, int M, const T* a, std::ptrdiff_t rsa
     // stripe would copy the same block again.
     const int mr = kern.gemm_mr;
     const int tile_n = a_is_column_major(rsa, csa) ? b.padded_n() : 8 * b.nr;
-    const int rows = (M + kGemmMC - 1) / kGemmMC, cols = (b.N + tile_n - 1) / tile_n;
-    const int tile_m = ((M + rows - 1) / rows + mr - 1) / mr * mr;
+    const int cols = (b.N + tile_n - 1) / tile_n;
     const double flops = 2.0 * M * b.N * b.K;
     const int nth = flops < 2e5 ? 1 : nthreads;
+    int rows = (M + kGemmMC - 1) / kGemmMC;
+    int tile_m = ((M + rows - 1) / rows + mr - 1) / mr * mr;
+    // A tile count that the threads cannot share evenly (17 row tiles of a
+    // 1600-row product on 2 threads) leaves one thread idle for a tile:
+    // take slightly smaller tiles when a few more rows of them share evenly.
+    for (int r = rows; (rows * cols) % nth != 0 && r < rows + 2 * nth; ++r) {
+        const int tm = ((M + r - 1) / r + mr - 1) / mr * mr;
+        const int rr = (M + tm - 1) / tm;
+        if ((rr * cols) % nth == 0) {
+            rows = rr;
+            tile_m = tm;
+        }
+    }
     const bool by_columns = cols >= nth;
     parallel_region(nth, [&](int tid, int nt) {
         int lo, hi;
