@@ -22,19 +22,26 @@ void pack_transposed(const PackedMatrix<T>& src, int row0, int rows, PackedMatri
     // i0 .. i0+nr (source rows row0 + i0 ..). Source row i sits in the k
     // block starting at (i / KC) * KC; source column q in the panel
     // starting at (q / nr) * nr.
+    // Rows of the destination panel go in strips of kStrip: each column
+    // ii writes one value per row, so a strip keeps the lines being written
+    // in L1 however deep the panel is.
+    constexpr int kStrip = 64;
     for_each_panel(dst, src.N, rows, nr, nthreads, [&](int q0, int i0, int kc, int nc, T* out) {
-        for (int ii = 0; ii < nr; ++ii) {
-            if (ii >= nc) {
-                for (int q = 0; q < kc; ++q) out[q * nr + ii] = T(0);
-                continue;
-            }
-            const int i = row0 + i0 + ii, k0 = i / kGemmKC * kGemmKC;
-            for (int q = 0; q < kc;) {
-                const int j = (q0 + q) / nr * nr;
-                const T* row = src.panel(k0, j) + std::size_t(i - k0) * nr;
-                const int run = std::min(kc - q, j + nr - (q0 + q));
-                for (int r = 0; r < run; ++r) out[(q + r) * nr + ii] = row[q0 + q + r - j];
-                q += run;
+        for (int s0 = 0; s0 < kc; s0 += kStrip) {
+            const int s1 = std::min(kc, s0 + kStrip);
+            for (int ii = 0; ii < nr; ++ii) {
+                if (ii >= nc) {
+                    for (int q = s0; q < s1; ++q) out[q * nr + ii] = T(0);
+                    continue;
+                }
+                const int i = row0 + i0 + ii, k0 = i / kGemmKC * kGemmKC;
+                for (int q = s0; q < s1;) {
+                    const int j = (q0 + q) / nr * nr;
+                    const T* row = src.panel(k0, j) + std::size_t(i - k0) * nr;
+                    const int run = std::min(s1 - q, j + nr - (q0 + q));
+                    for (int r = 0; r < run; ++r) out[(q + r) * nr + ii] = row[q0 + q + r - j];
+                    q += run;
+                }
             }
         }
     });
