@@ -69,9 +69,12 @@ def test_layer_shape_grid(cell, I, H, reverse, isa, dtype):
 # degenerate loop bounds and GEMMs with M = 1.
 EDGE_SHAPES = [(1, 2, 7, 9), (1, 3, 16, 17), (4, 1, 9, 8), (5, 1, 33, 15),
                (1, 1, 100, 33), (1, 1, 1, 1),
-               # I and H above the GEMM's k block (256) and off every panel
-               # width: packs span several k blocks and end in partial panels.
-               (2, 3, 290, 261)]
+               # I and H off every panel width: packs end in partial panels.
+               (2, 3, 290, 261),
+               # I and G*H above the GEMM's k block (1024): the projection,
+               # dx and dh products span several k blocks, each adding onto
+               # what the last one stored.
+               (2, 3, 1030, 350)]
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
@@ -93,7 +96,8 @@ def test_layer_large(cell, reverse, isa, dtype):
 # computed in chunks of steps once T * B * G * H passes 2^18 elements (chunks
 # of at least 256 rows; here 8 chunks of 3 steps, the last one of 1, so
 # both directions cross chunk boundaries), the batch exceeds one 96-row block
-# of the GEMM driver, and H = 300 spans two k blocks of the recurrent GEMM.
+# of the GEMM driver, and G * H = 900 or 1200 spans one or two k blocks of
+# the backward products.
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("cell", CELL_FORMS)
 def test_layer_projection_chunks_and_tall_batch(cell, reverse, isa, dtype):
