@@ -87,7 +87,13 @@ void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std:
                 ab = dst;
                 cs = ib;
             }
-            for (int j = n0; j < n1; j += nr) {
+            // A single row takes its panels two at a time (see gemm_row_2panels).
+            int j = n0;
+            if (i1 - i0 == 1)
+                for (; j + nr < n1; j += 2 * nr)
+                    kern.gemm_row_2panels(std::min(n1 - j, 2 * nr), kc, ab, cs, b.panel(k0, j), b.panel(k0, j + nr),
+                                          c + i0 * ldc + (j - n0), acc);
+            for (; j < n1; j += nr) {
                 const T* panel = b.panel(k0, j);
                 const int nc = n1 - j < nr ? n1 - j : nr;
                 // With several row tiles per panel, the first fetches the
