@@ -137,3 +137,35 @@ def test_update_keeps_gates_per_cell(cell):
     other = 7 - G  # the other cell's gate count
     with pytest.raises(ValueError, match=f"expected shape \\({G * H}, {I}\\)"):
         w.update(np.zeros((other * H, I), np.float32), np.zeros((G * H, H), np.float32))
+
+
+def test_update_while_another_thread_runs_the_weights():
+    """Forward calls on other threads while the weights are updated see
+    either the old or the new weights, whole: a running call holds its own
+    reference, so the update packs afresh instead of writing under it."""
+    import threading
+    T, B, I, H = 20, 8, 64, 128
+    cases = [make_case("lstm", T, B, I, H, np.float32, seed=s) for s in (11, 12)]
+    x = cases[0]["x"]
+    w = pack("lstm", cases[0])
+    want = [rnnkit.lstm_forward(x, pack("lstm", c))[0] for c in cases]
+    seen, errors = [], []
+
+    def run():
+        try:
+            for _ in range(60):
+                seen.append(rnnkit.lstm_forward(x, w)[0])
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    k = 0
+    while worker.is_alive():
+        k += 1
+        w.update(*weights_of(cases[k % 2]))
+    worker.join()
+    assert not errors, errors
+    assert k > 0
+    for y in seen:
+        assert any(np.array_equal(y, ref) for ref in want), "a forward saw a mix of old and new weights"

@@ -104,7 +104,8 @@ void update_impl(PackedHandle& h, py::handle w_ih_obj, py::handle w_hh_obj, py::
         w = std::move(fresh);
         return;
     }
-    py::gil_scoped_release release;
+    // The GIL stays held: another Python thread cannot start a call on these
+    // weights (and take a reference) while their buffers are rewritten.
     repack_rnn<T>(*w, w_ih.data(), w_hh.data(), data_or_null(b_ih), data_or_null(b_hh), get_num_threads());
 }
 
