@@ -161,7 +161,7 @@ void rnn_forward(const PackedRnn<T>& w, const ForwardArgs<T>& a, TrainingContext
     const bool overlap = loop_threads > 1 && nchunks > 1 && step_flops <= kOverlapMaxStepFlops;
     AlignedBuffer<T> gx_buf((overlap ? 2 : 1) * chunk_rows * GH);
     auto gx_of = [&](int c) { return gx_buf.data() + (overlap ? std::size_t(c % 2) * chunk_rows * GH : 0); };
-    // Projection pieces of chunks 1, 2, ..., numbered chunk after chunk
+    // Projection pieces (only with overlap) of chunks 1, 2, ..., numbered chunk after chunk
     // (first_piece[c] .. first_piece[c + 1] - 1). A piece is one block of
     // rows (as in gemm_parallel: every weight panel it loads serves them all)
     // times a strip of 8 panels, walking down the rows of a strip first; the
@@ -174,7 +174,7 @@ void rnn_forward(const PackedRnn<T>& w, const ForwardArgs<T>& a, TrainingContext
     std::vector<int> first_piece(nchunks + 1, 0);
     const int nr = kern.gemm_nr, panels = (GH + nr - 1) / nr;
     const int block_rows = (kGemmMC + kern.gemm_mr - 1) / kern.gemm_mr * kern.gemm_mr;
-    for (int c = 1; c < nchunks; ++c) {
+    for (int c = 1; overlap && c < nchunks; ++c) {
         for (int p0 = 0; p0 < panels;) {
             const int width = panels - p0 > 8 ? 8 : 2;
             const int p1 = std::min(panels, p0 + width);
