@@ -102,14 +102,13 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
     // into the outputs, then reordered in place.
     // Bias gradients: column sums over all rows, columns split over threads.
     auto bias_grad = [&](const T* dg, T* out) {
-        T* sums = out;
-        std::memset(sums, 0, std::size_t(GH) * sizeof(T));
+        std::memset(out, 0, std::size_t(GH) * sizeof(T));
         const int col_chunks = (GH + 63) / 64;
         parallel_region(double(rows) * GH > 65536.0 ? nthreads : 1, [&](int tid, int nth) {
             int lo, hi;
             split_range(col_chunks, tid, nth, lo, hi);
             const int j0 = lo * 64, j1 = std::min(GH, hi * 64);
-            if (j0 < j1) kern.column_sums(rows, j1 - j0, dg + j0, GH, sums + j0);
+            if (j0 < j1) kern.column_sums(rows, j1 - j0, dg + j0, GH, out + j0);
         });
         rows_to_torch_order_in_place(w.layout, 1, out);
     };
