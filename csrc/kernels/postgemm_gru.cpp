@@ -18,27 +18,38 @@ void gru_postgemm_fwd(const GruFwdArgs<T>& a) {
         const T* hp = a.h_prev + r * a.ld_h_prev;
         T* h = a.h + r * a.ld_h;
         T* ws = a.ws ? a.ws + r * a.ld_ws : nullptr;
-        for (int u = 0; u < s; u += W) {
-            const int n = s - u < W ? s - u : W;
-            // r and z see both projections and both biases.
-            R rg = sigmoid<T>(V::add(V::add(load_any(gx + u, n), load_any(gh + u, n)),
-                                     load_any(a.bias + u, n)));
-            R zg = sigmoid<T>(V::add(V::add(load_any(gx + s + u, n), load_any(gh + s + u, n)),
-                                     load_any(a.bias + s + u, n)));
+        for_unit_vectors<T>(s, [&](auto vectors, int u0, int n) {
+            constexpr int U = decltype(vectors)::value;
+            // r and z see both projections and both biases; all 2U sigmoids
+            // side by side.
+            R rz[2 * U];
+            for (int v = 0; v < U; ++v)
+                for (int g = 0; g < 2; ++g) {
+                    const int o = g * s + u0 + v * W;
+                    rz[2 * v + g] = V::add(V::add(load_any(gx + o, n), load_any(gh + o, n)), load_any(a.bias + o, n));
+                }
+            sigmoid_tanh<T, 2 * U, 0>(rz, nullptr);
             // n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
-            R ghn = V::add(load_any(gh + 2 * s + u, n), load_any(a.bias_hn + u, n));
-            R xn = V::add(load_any(gx + 2 * s + u, n), load_any(a.bias + 2 * s + u, n));
-            R ng = tanh<T>(V::fmadd(rg, ghn, xn));
-            // h = (1 - z) n + z h_prev = n + z (h_prev - n).
-            R hv = V::fmadd(zg, V::sub(load_any(hp + u, n), ng), ng);
-            store_any(h + u, hv, n);
-            if (ws) {
-                store_any(ws + 0 * s + u, rg, n);
-                store_any(ws + 1 * s + u, zg, n);
-                store_any(ws + 2 * s + u, ng, n);
-                store_any(ws + 3 * s + u, ghn, n);
+            R ghn[U], ng[U];
+            for (int v = 0; v < U; ++v) {
+                const int u = u0 + v * W;
+                ghn[v] = V::add(load_any(gh + 2 * s + u, n), load_any(a.bias_hn + u, n));
+                const R xn = V::add(load_any(gx + 2 * s + u, n), load_any(a.bias + 2 * s + u, n));
+                ng[v] = V::fmadd(rz[2 * v], ghn[v], xn);
             }
-        }
+            sigmoid_tanh<T, 0, U>(nullptr, ng);
+            for (int v = 0; v < U; ++v) {
+                const int u = u0 + v * W;
+                // h = (1 - z) n + z h_prev = n + z (h_prev - n).
+                store_any(h + u, V::fmadd(rz[2 * v + 1], V::sub(load_any(hp + u, n), ng[v]), ng[v]), n);
+                if (ws) {
+                    store_any(ws + 0 * s + u, rz[2 * v], n);
+                    store_any(ws + 1 * s + u, rz[2 * v + 1], n);
+                    store_any(ws + 2 * s + u, ng[v], n);
+                    store_any(ws + 3 * s + u, ghn[v], n);
+                }
+            }
+        });
     }
 }
 

@@ -20,16 +20,24 @@ void gru_rbl_postgemm_fwd_rz(const GruRblRzFwdArgs<T>& a) {
         const T* hp = a.h_prev + r * a.ld_h_prev;
         T* rz = a.rz + r * a.ld_rz;
         T* rh = a.rh + r * a.ld_rh;
-        for (int u = 0; u < s; u += W) {
-            const int n = s - u < W ? s - u : W;
-            R rg = sigmoid<T>(V::add(V::add(load_any(gx + u, n), load_any(gh + u, n)), load_any(a.bias + u, n)));
-            R zg = sigmoid<T>(V::add(V::add(load_any(gx + s + u, n), load_any(gh + s + u, n)),
-                                     load_any(a.bias + s + u, n)));
-            store_any(rz + u, rg, n);
-            store_any(rz + s + u, zg, n);
-            // The reset gate acts on h before the n gate's linear map.
-            store_any(rh + u, V::mul(rg, load_any(hp + u, n)), n);
-        }
+        for_unit_vectors<T>(s, [&](auto vectors, int u0, int n) {
+            constexpr int U = decltype(vectors)::value;
+            // All 2U sigmoids side by side.
+            R g[2 * U];
+            for (int v = 0; v < U; ++v)
+                for (int k = 0; k < 2; ++k) {
+                    const int o = k * s + u0 + v * W;
+                    g[2 * v + k] = V::add(V::add(load_any(gx + o, n), load_any(gh + o, n)), load_any(a.bias + o, n));
+                }
+            sigmoid_tanh<T, 2 * U, 0>(g, nullptr);
+            for (int v = 0; v < U; ++v) {
+                const int u = u0 + v * W;
+                store_any(rz + u, g[2 * v], n);
+                store_any(rz + s + u, g[2 * v + 1], n);
+                // The reset gate acts on h before the n gate's linear map.
+                store_any(rh + u, V::mul(g[2 * v], load_any(hp + u, n)), n);
+            }
+        });
     }
 }
 
@@ -46,14 +54,21 @@ void gru_rbl_postgemm_fwd_n(const GruRblNFwdArgs<T>& a) {
         const T* hp = a.h_prev + r * a.ld_h_prev;
         T* h = a.h + r * a.ld_h;
         T* nws = a.n ? a.n + r * a.ld_n : nullptr;
-        for (int u = 0; u < s; u += W) {
-            const int n = s - u < W ? s - u : W;
-            R ng = tanh<T>(V::add(V::add(load_any(gx + u, n), load_any(gh + u, n)), load_any(a.bias + u, n)));
-            // h = (1 - z) n + z h_prev = n + z (h_prev - n).
-            R hv = V::fmadd(load_any(z + u, n), V::sub(load_any(hp + u, n), ng), ng);
-            store_any(h + u, hv, n);
-            if (nws) store_any(nws + u, ng, n);
-        }
+        for_unit_vectors<T>(s, [&](auto vectors, int u0, int n) {
+            constexpr int U = decltype(vectors)::value;
+            R ng[U];
+            for (int v = 0; v < U; ++v) {
+                const int u = u0 + v * W;
+                ng[v] = V::add(V::add(load_any(gx + u, n), load_any(gh + u, n)), load_any(a.bias + u, n));
+            }
+            sigmoid_tanh<T, 0, U>(nullptr, ng);
+            for (int v = 0; v < U; ++v) {
+                const int u = u0 + v * W;
+                // h = (1 - z) n + z h_prev = n + z (h_prev - n).
+                store_any(h + u, V::fmadd(load_any(z + u, n), V::sub(load_any(hp + u, n), ng[v]), ng[v]), n);
+                if (nws) store_any(nws + u, ng[v], n);
+            }
+        });
     }
 }
 

@@ -21,30 +21,41 @@ void lstm_postgemm_fwd(const LstmFwdArgs<T>& a) {
         T* h = a.h + r * a.ld_h;
         T* c = a.c + r * a.ld_c;
         T* ws = a.ws ? a.ws + r * a.ld_ws : nullptr;
-        for (int u = 0; u < s; u += W) {
-            const int n = s - u < W ? s - u : W;
-            // Pre-activations of the four gates of these units.
-            R pre[4];
-            for (int g = 0; g < 4; ++g) {
-                const int o = g * s + u;
-                pre[g] = V::add(V::add(load_any(gx + o, n), load_any(gh + o, n)), load_any(a.bias + o, n));
+        for_unit_vectors<T>(s, [&](auto vectors, int u, int n) {
+            constexpr int U = decltype(vectors)::value;
+            // Pre-activations: i, f, o (to the sigmoid) and g (to tanh) of
+            // each vector, all of them through the activations at once.
+            R sg[3 * U], gg[U];
+            for (int v = 0; v < U; ++v) {
+                auto pre = [&](int g) {
+                    const int o = g * s + u + v * W;
+                    return V::add(V::add(load_any(gx + o, n), load_any(gh + o, n)), load_any(a.bias + o, n));
+                };
+                sg[3 * v + 0] = pre(0);
+                sg[3 * v + 1] = pre(1);
+                gg[v] = pre(2);
+                sg[3 * v + 2] = pre(3);
             }
-            R ig = sigmoid<T>(pre[0]);
-            R fg = sigmoid<T>(pre[1]);
-            R gg = tanh<T>(pre[2]);
-            R og = sigmoid<T>(pre[3]);
+            sigmoid_tanh<T, 3 * U, U>(sg, gg);
             // c = f * c_prev + i * g ; h = o * tanh(c)
-            R cn = V::fmadd(fg, load_any(cp + u, n), V::mul(ig, gg));
-            R hn = V::mul(og, tanh<T>(cn));
-            store_any(c + u, cn, n);
-            store_any(h + u, hn, n);
-            if (ws) {
-                store_any(ws + 0 * s + u, ig, n);
-                store_any(ws + 1 * s + u, fg, n);
-                store_any(ws + 2 * s + u, gg, n);
-                store_any(ws + 3 * s + u, og, n);
+            R cn[U], tc[U];
+            for (int v = 0; v < U; ++v) {
+                cn[v] = V::fmadd(sg[3 * v + 1], load_any(cp + u + v * W, n), V::mul(sg[3 * v], gg[v]));
+                tc[v] = cn[v];
             }
-        }
+            sigmoid_tanh<T, 0, U>(nullptr, tc);
+            for (int v = 0; v < U; ++v) {
+                const int o = u + v * W;
+                store_any(c + o, cn[v], n);
+                store_any(h + o, V::mul(sg[3 * v + 2], tc[v]), n);
+                if (ws) {
+                    store_any(ws + 0 * s + o, sg[3 * v], n);
+                    store_any(ws + 1 * s + o, sg[3 * v + 1], n);
+                    store_any(ws + 2 * s + o, gg[v], n);
+                    store_any(ws + 3 * s + o, sg[3 * v + 2], n);
+                }
+            }
+        });
     }
 }
 
@@ -63,29 +74,35 @@ void lstm_postgemm_bwd(const LstmBwdArgs<T>& a) {
         const T* dhr = a.dh_rec + r * a.ld_dh_rec;
         T* dc = a.dc + r * a.ld_dc;
         T* dg = a.dgates + r * a.ld_dgates;
-        for (int u = 0; u < s; u += W) {
-            const int n = s - u < W ? s - u : W;
-            R ig = load_any(ws + 0 * s + u, n);
-            R fg = load_any(ws + 1 * s + u, n);
-            R gg = load_any(ws + 2 * s + u, n);
-            R og = load_any(ws + 3 * s + u, n);
-            R dh = load_any(dhr + u, n);
-            if (dy) dh = V::add(dh, load_any(dy + u, n));
-            // Through h = o * tanh(c): do = dh * tanh(c); dc += dh * o * (1 - tanh(c)^2).
-            R tc = tanh<T>(load_any(cc + u, n));
-            R d_o = V::mul(dh, tc);
-            R dct = V::fmadd(V::mul(dh, og), V::sub(one, V::mul(tc, tc)), load_any(dc + u, n));
-            // Through c = f * c_prev + i * g.
-            R di = V::mul(dct, gg);
-            R df = V::mul(dct, load_any(cp + u, n));
-            R dgg = V::mul(dct, ig);
-            store_any(dc + u, V::mul(dct, fg), n);
-            // Through the activations: sigmoid' = s (1 - s), tanh' = 1 - t^2.
-            store_any(dg + 0 * s + u, V::mul(di, V::mul(ig, V::sub(one, ig))), n);
-            store_any(dg + 1 * s + u, V::mul(df, V::mul(fg, V::sub(one, fg))), n);
-            store_any(dg + 2 * s + u, V::mul(dgg, V::sub(one, V::mul(gg, gg))), n);
-            store_any(dg + 3 * s + u, V::mul(d_o, V::mul(og, V::sub(one, og))), n);
-        }
+        for_unit_vectors<T>(s, [&](auto vectors, int u0, int n) {
+            constexpr int U = decltype(vectors)::value;
+            // tanh(c) of all U vectors side by side.
+            R tc[U];
+            for (int v = 0; v < U; ++v) tc[v] = load_any(cc + u0 + v * W, n);
+            sigmoid_tanh<T, 0, U>(nullptr, tc);
+            for (int v = 0; v < U; ++v) {
+                const int u = u0 + v * W;
+                R ig = load_any(ws + 0 * s + u, n);
+                R fg = load_any(ws + 1 * s + u, n);
+                R gg = load_any(ws + 2 * s + u, n);
+                R og = load_any(ws + 3 * s + u, n);
+                R dh = load_any(dhr + u, n);
+                if (dy) dh = V::add(dh, load_any(dy + u, n));
+                // Through h = o * tanh(c): do = dh * tanh(c); dc += dh * o * (1 - tanh(c)^2).
+                R d_o = V::mul(dh, tc[v]);
+                R dct = V::fmadd(V::mul(dh, og), V::sub(one, V::mul(tc[v], tc[v])), load_any(dc + u, n));
+                // Through c = f * c_prev + i * g.
+                R di = V::mul(dct, gg);
+                R df = V::mul(dct, load_any(cp + u, n));
+                R dgg = V::mul(dct, ig);
+                store_any(dc + u, V::mul(dct, fg), n);
+                // Through the activations: sigmoid' = s (1 - s), tanh' = 1 - t^2.
+                store_any(dg + 0 * s + u, V::mul(di, V::mul(ig, V::sub(one, ig))), n);
+                store_any(dg + 1 * s + u, V::mul(df, V::mul(fg, V::sub(one, fg))), n);
+                store_any(dg + 2 * s + u, V::mul(dgg, V::sub(one, V::mul(gg, gg))), n);
+                store_any(dg + 3 * s + u, V::mul(d_o, V::mul(og, V::sub(one, og))), n);
+            }
+        });
     }
 }
 

@@ -3,6 +3,7 @@
 // no instruction of one ISA can leak into another object.
 #pragma once
 #include <cstddef>
+#include <type_traits>
 
 namespace rnnkit {
 namespace RNNKIT_NS {
@@ -66,57 +67,93 @@ template <> struct ExpConst<double> {
         1.0 / 24.0, 1.0 / 6.0, 0.5};
 };
 
-// For x <= 0: e^x and e^x - 1, both accurate to a few ulp in relative terms
-// (expm1 has no cancellation near 0 because it is 2^n * p(r) + (2^n - 1)
-// with p(r) = expm1(r) evaluated directly). Below x_min: 0 and -1.
+// For N registers x <= 0 at once: e^x = scale * (1 + p) and
+// e^x - 1 = scale * p + (scale - 1), scale = 2^n and p = expm1(r), both
+// accurate to a few ulp in relative terms (expm1 has no cancellation near
+// 0 because p is evaluated directly). Below x_min, x is clamped there,
+// where n = -bias makes scale exactly 0: e^x = 0 and e^x - 1 = -1.
 // NaN inputs give unspecified numbers; callers restore NaN.
-template <typename T>
-inline void exp_expm1_neg(typename Vec<T>::reg x, typename Vec<T>::reg* e, typename Vec<T>::reg* em1) {
+// Each stage runs over all N registers before the next: one register's
+// chain is ~25 dependent operations, and N independent chains side by side
+// keep the FMA pipes busy where one at a time would leave them waiting.
+template <typename T, int N>
+inline void exp_parts_neg(const typename Vec<T>::reg* x, typename Vec<T>::reg* scale, typename Vec<T>::reg* p) {
     using V = Vec<T>;
     using C = ExpConst<T>;
-    typename V::reg xmin = V::set1(C::x_min);
-    typename V::reg xc = V::max(x, xmin);
-    // An explicit rounding instruction, not the add-and-subtract-2^23 trick:
-    // that one breaks under excess precision (x87) or value-unsafe math.
-    typename V::reg n = V::round(V::mul(xc, V::set1(C::log2e)));
-    typename V::reg r = V::fmadd(n, V::set1(-C::ln2_hi), xc);
-    r = V::fmadd(n, V::set1(-C::ln2_lo), r);
+    typename V::reg n[N], r[N], q[N];
+    for (int i = 0; i < N; ++i) {
+        // An explicit rounding instruction, not the add-and-subtract-2^23
+        // trick: that one breaks under excess precision (x87) or
+        // value-unsafe math.
+        r[i] = V::max(x[i], V::set1(C::x_min));
+        n[i] = V::round(V::mul(r[i], V::set1(C::log2e)));
+    }
+    for (int i = 0; i < N; ++i) r[i] = V::fmadd(n[i], V::set1(-C::ln2_hi), r[i]);
+    for (int i = 0; i < N; ++i) r[i] = V::fmadd(n[i], V::set1(-C::ln2_lo), r[i]);
     // Horner: q = 1/2! + r/3! + ... ; p = r + r^2 q = expm1(r).
-    typename V::reg q = V::set1(C::coef[0]);
-    for (int k = 1; k < C::degree - 1; ++k) q = V::fmadd(q, r, V::set1(C::coef[k]));
-    typename V::reg p = V::fmadd(V::mul(r, r), q, r);
-    typename V::reg scale = V::pow2(n);
-    typename V::reg one = V::set1(T(1));
-    typename V::mask under = V::lt(x, xmin);
-    if (e) *e = V::select(under, V::zero(), V::fmadd(scale, p, scale));
-    if (em1) *em1 = V::select(under, V::set1(T(-1)), V::fmadd(scale, p, V::sub(scale, one)));
+    for (int i = 0; i < N; ++i) q[i] = V::fmadd(V::set1(C::coef[0]), r[i], V::set1(C::coef[1]));
+    for (int k = 2; k < C::degree - 1; ++k)
+        for (int i = 0; i < N; ++i) q[i] = V::fmadd(q[i], r[i], V::set1(C::coef[k]));
+    for (int i = 0; i < N; ++i) p[i] = V::fmadd(V::mul(r[i], r[i]), q[i], r[i]);
+    for (int i = 0; i < N; ++i) scale[i] = V::pow2(n[i]);
 }
 
 // sigmoid(x) = 1 / (1 + e^-|x|) for x >= 0 and e^-|x| / (1 + e^-|x|) below:
 // the exponential never overflows and both halves keep full relative
 // accuracy. NaN propagates, sigmoid(+-inf) = 1 / 0, sigmoid(+-0) = 0.5.
-template <typename T>
-inline typename Vec<T>::reg sigmoid(typename Vec<T>::reg x) {
-    using V = Vec<T>;
-    typename V::reg e;
-    exp_expm1_neg<T>(V::sub(V::zero(), V::abs(x)), &e, nullptr);
-    typename V::reg pos = V::div(V::set1(T(1)), V::add(V::set1(T(1)), e));
-    typename V::reg res = V::select(V::lt(x, V::zero()), V::mul(e, pos), pos);
-    return V::select(V::isnan(x), x, res);
-}
-
 // tanh(|x|) = -expm1(-2|x|) / (expm1(-2|x|) + 2), sign restored afterwards:
 // no cancellation near 0 (tanh(+-0) = +-0), exactly +-1 once e^-2|x| is
 // below half an ulp of 1, NaN propagates.
+// In place, NS registers s through the sigmoid and NT registers t through
+// tanh, all interleaved (the gates of a step need both at once).
+template <typename T, int NS, int NT>
+inline void sigmoid_tanh(typename Vec<T>::reg* s, typename Vec<T>::reg* t) {
+    using V = Vec<T>;
+    using R = typename V::reg;
+    constexpr int N = NS + NT;
+    R a[N], scale[N], p[N];
+    for (int i = 0; i < NS; ++i) a[i] = V::sub(V::zero(), V::abs(s[i]));
+    for (int i = 0; i < NT; ++i) {
+        const R m = V::abs(t[i]);
+        a[NS + i] = V::sub(V::zero(), V::add(m, m));
+    }
+    exp_parts_neg<T, N>(a, scale, p);
+    const R one = V::set1(T(1));
+    for (int i = 0; i < NS; ++i) {
+        const R e = V::fmadd(scale[i], p[i], scale[i]);
+        const R pos = V::div(one, V::add(one, e));
+        const R res = V::select(V::lt(s[i], V::zero()), V::mul(e, pos), pos);
+        s[i] = V::select(V::isnan(s[i]), s[i], res);
+    }
+    for (int i = 0; i < NT; ++i) {
+        const R em1 = V::fmadd(scale[NS + i], p[NS + i], V::sub(scale[NS + i], one));
+        const R res = V::copysign_pos(V::div(V::abs(em1), V::add(em1, V::set1(T(2)))), t[i]);
+        t[i] = V::select(V::isnan(t[i]), t[i], res);
+    }
+}
+
+// Walks the units [0, s) of one row of a block: pairs of full vectors, then
+// one vector at a time (the last may be partial). f(U, u, n) handles U
+// vectors (a std::integral_constant) from unit u on, n lanes each, so the
+// gate math can run the activations of two vectors side by side.
+template <typename T, typename F>
+inline void for_unit_vectors(int s, F&& f) {
+    constexpr int W = Vec<T>::width;
+    int u = 0;
+    for (; u + 2 * W <= s; u += 2 * W) f(std::integral_constant<int, 2>{}, u, W);
+    for (; u < s; u += W) f(std::integral_constant<int, 1>{}, u, s - u < W ? s - u : W);
+}
+
+template <typename T>
+inline typename Vec<T>::reg sigmoid(typename Vec<T>::reg x) {
+    sigmoid_tanh<T, 1, 0>(&x, nullptr);
+    return x;
+}
+
 template <typename T>
 inline typename Vec<T>::reg tanh(typename Vec<T>::reg x) {
-    using V = Vec<T>;
-    typename V::reg em1;
-    typename V::reg a = V::abs(x);
-    exp_expm1_neg<T>(V::sub(V::zero(), V::add(a, a)), nullptr, &em1);
-    typename V::reg res = V::div(V::abs(em1), V::add(em1, V::set1(T(2))));
-    res = V::copysign_pos(res, x);
-    return V::select(V::isnan(x), x, res);
+    sigmoid_tanh<T, 0, 1>(nullptr, &x);
+    return x;
 }
 
 }  // namespace RNNKIT_NS
