@@ -198,9 +198,9 @@ def test_zero_initial_states_and_no_output_gradient(cell, reverse, isa, dtype):
 @pytest.mark.parametrize("cell", CELL_FORMS)
 def test_projection_in_several_chunks(cell, reverse, isa, dtype):
     # The input projection runs a few steps at a time (about 256 KiB of
-    # gates): with B = 64 and H = 256 a chunk holds 4-5 steps of 64 rows, and
-    # more of the shorter later steps, so chunk edges fall between steps of
-    # different sizes.
+    # gates when W_hh is larger than 512 KiB, as here): with B = 64 and
+    # H = 256 a chunk holds one step of 64 rows, and several of the shorter
+    # later steps, so chunk edges fall between steps of different sizes.
     lengths = (20,) * 8 + (17,) * 8 + (12,) * 16 + (5,) * 16 + (1,) * 16
     check(cell, lengths, 16, 256, dtype, reverse)
 
@@ -261,8 +261,9 @@ def restore_threads():
 # 2 * 5 * G * 96^2 >= 2.7e5 flops, above the drivers' 1.5e5 threshold: the
 # time loop runs on 2 threads when 2 are allowed, and so do the projection
 # and weight-gradient GEMMs. The second case's projections do not fit one
-# chunk (about 2^18 values), so with 2 threads the next chunk's are computed
-# during the steps of the current one.
+# chunk (about 2^16 values with a W_hh this size: 4-5 steps of 15 rows), so
+# with 2 threads the next chunk's are computed during the steps of the
+# current one.
 THREAD_CASES = [((20, 18, 15, 15, 9, 4, 2, 1), 40, 96), (tuple(range(60, 0, -4)), 24, 256)]
 
 

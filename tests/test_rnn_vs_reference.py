@@ -93,9 +93,10 @@ def test_layer_large(cell, reverse, isa, dtype):
 
 
 # Shapes where the drivers' own blocking shows: the input projection is
-# computed in chunks of steps once T * B * G * H passes 2^18 elements (chunks
-# of at least 256 rows; here 8 chunks of 3 steps, the last one of 1, so
-# both directions cross chunk boundaries), the batch exceeds one 96-row block
+# computed in chunks of steps once T * B * G * H passes 2^16 elements (W_hh
+# above 512 KiB; weights this small stay in cache, so a chunk may be one
+# step: here 22 chunks, so both directions cross chunk boundaries; a short
+# last chunk is in test_threads_and_layout), the batch exceeds one 96-row block
 # of the GEMM driver, and G * H = 900 or 1200 spans one or two k blocks of
 # the backward products.
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])

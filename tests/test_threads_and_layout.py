@@ -30,8 +30,9 @@ def restore_threads():
 # Big enough that the drivers split hidden units (and batch) over threads: a
 # batched shape, a B = 1 shape where only hidden units can be split, one
 # whose last block of 32 hidden units is partial (145 = 4 * 32 + 17), and
-# one whose input projections span 3-4 chunks (of about 2^18 values), where
-# threads compute the next chunk's while they wait for each other.
+# one whose input projections span several chunks (LSTM: 13 of 3 steps and
+# a last one of 1; GRU float32: 18, 18 and 4 steps), where threads compute
+# the next chunk's while they wait for each other.
 THREAD_SHAPES = [(20, 32, 96, 160, False), (30, 1, 64, 256, True), (7, 6, 33, 145, False),
                  (40, 24, 40, 200, True)]
 
