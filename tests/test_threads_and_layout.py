@@ -6,8 +6,10 @@ are bitwise identical for any thread count. Non-contiguous inputs are
 accepted and give exactly the contiguous answer.
 """
 
+import os
 import pickle
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -49,6 +51,39 @@ def test_results_do_not_depend_on_thread_count(cell, T, B, I, H, reverse, isa, d
         results[n] = rnnkit_forward_backward(cell, case, reverse, pack(cell, case))
     assert_all_equal(results[1][0], results[2][0], what="1 vs 2 threads: ")
     assert_all_equal(results[1][1], results[2][1], what="1 vs 2 threads: ")
+
+
+def thread_masks():
+    """CPU affinity of every thread of this process, by thread id."""
+    masks = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            masks[int(tid)] = os.sched_getaffinity(int(tid))
+        except OSError:   # the thread ended meanwhile
+            pass
+    return masks
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or not os.path.isdir("/proc/self/task")
+                    or len(os.sched_getaffinity(0)) < 2, reason="needs Linux and 2 CPUs")
+def test_threads_keep_their_affinity(restore_threads):
+    # A team thread found on the CPU of a lower-numbered one moves off it by
+    # narrowing its affinity mask for a moment (after a pause, a virtual
+    # machine often wakes both on one vCPU); the masks must end as they were.
+    rnnkit.set_num_threads(2)
+    rng = np.random.default_rng(0)
+    w = rnnkit.pack_lstm(rng.standard_normal((256, 32), dtype=np.float32),
+                         rng.standard_normal((256, 64), dtype=np.float32))
+    x = rng.standard_normal((200, 8, 32), dtype=np.float32)
+    expected = rnnkit.lstm_forward(x, w)[0]
+    before = thread_masks()
+    for _ in range(10):
+        time.sleep(0.05)
+        assert_all_equal({"y": rnnkit.lstm_forward(x, w)[0]}, {"y": expected}, what="after a pause: ")
+    after = thread_masks()
+    for tid, mask in before.items():
+        if tid in after:
+            assert after[tid] == mask, f"thread {tid}: affinity {sorted(after[tid])}, was {sorted(mask)}"
 
 
 @pytest.mark.parametrize("n", [0, -1, -8])

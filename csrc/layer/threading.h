@@ -12,13 +12,37 @@ namespace rnnkit {
 int get_num_threads();
 void set_num_threads(int n);   // n >= 1; validated by the caller
 
+// The CPU the calling thread runs on, or -1 where that is not known.
+int current_cpu();
+
+// Teams up to this size check that their threads run on different CPUs.
+constexpr int kMaxSpreadThreads = 64;
+
+// Thread tid of a team, cpus[i] the CPU of thread i: if a lower-numbered
+// thread shares tid's CPU, tid moves to another CPU it may run on (its
+// affinity mask is left as it was). In a virtual machine a pool thread
+// that slept through a pause is often woken on the vCPU of the thread that
+// wakes it, the other vCPU looking busy to the guest while halted, and the
+// scheduler takes ~10 ms to part them: every step barrier of a time loop
+// in that window waits for a thread that cannot run.
+void leave_shared_cpu(int tid, const int* cpus);
+
 // Runs body(tid, nthreads) on `nthreads` threads and waits for all of them.
 template <typename Body>
 void parallel_region(int nthreads, Body&& body) {
 #if defined(RNNKIT_HAVE_OPENMP)
     if (nthreads > 1) {
+        int cpus[kMaxSpreadThreads];
 #pragma omp parallel num_threads(nthreads)
-        body(omp_get_thread_num(), omp_get_num_threads());
+        {
+            const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+            if (nth <= kMaxSpreadThreads) {
+                cpus[tid] = current_cpu();
+#pragma omp barrier
+                leave_shared_cpu(tid, cpus);
+            }
+            body(tid, nth);
+        }
         return;
     }
 #endif
