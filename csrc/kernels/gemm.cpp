@@ -68,24 +68,26 @@ void ukernel_rows(int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t c
     }
 }
 
-// One row of A against two neighbouring panels (a matrix-vector product):
-// a single row has only NV accumulator chains, too few to hide the FMA
-// latency; two panels double them. Each C element is still one chain of
-// FMAs in increasing k, the same sums as ukernel_rows<T, 1>.
-template <typename T>
-void ukernel_row_2panels(int n, int k, const T* a, std::ptrdiff_t csa, const T* b0, const T* b1, T* c,
-                         bool accumulate) {
+// One row of A against P neighbouring panels (a matrix-vector product), P
+// = 2 or 3: a single row has only NV accumulator chains, too few to hide
+// the FMA latency; P panels multiply them. Panel q starts q * stride
+// values after the first. Each C element is still one chain of FMAs in
+// increasing k, the same sums as ukernel_rows<T, 1>.
+template <typename T, int P>
+void ukernel_row_panels(int n, int k, const T* a, std::ptrdiff_t csa, const T* b, std::ptrdiff_t stride, T* c,
+                        bool accumulate) {
     using V = Vec<T>;
     constexpr int W = V::width;
     constexpr int NR = NV * W;
-    typename V::reg acc[2 * NV];
-    for (int j = 0; j < 2 * NV; ++j) acc[j] = V::zero();
+    typename V::reg acc[P * NV];
+    for (int j = 0; j < P * NV; ++j) acc[j] = V::zero();
     for (int p = 0; p < k; ++p) {
         const typename V::reg av = V::set1(a[p * csa]);
-        for (int j = 0; j < NV; ++j) acc[j] = V::fmadd(av, V::load(b0 + p * NR + j * W), acc[j]);
-        for (int j = 0; j < NV; ++j) acc[NV + j] = V::fmadd(av, V::load(b1 + p * NR + j * W), acc[NV + j]);
+        for (int q = 0; q < P; ++q)
+            for (int j = 0; j < NV; ++j)
+                acc[q * NV + j] = V::fmadd(av, V::load(b + q * stride + p * NR + j * W), acc[q * NV + j]);
     }
-    for (int j = 0; j < 2 * NV; ++j) {
+    for (int j = 0; j < P * NV; ++j) {
         int lanes = n - j * W;
         if (lanes <= 0) break;
         if (lanes > W) lanes = W;
@@ -93,6 +95,13 @@ void ukernel_row_2panels(int n, int k, const T* a, std::ptrdiff_t csa, const T* 
         if (accumulate) v = V::add(load_any(c + j * W, lanes), v);
         store_any(c + j * W, v, lanes);
     }
+}
+
+template <typename T>
+void ukernel_row_multi(int panels, int n, int k, const T* a, std::ptrdiff_t csa, const T* b, std::ptrdiff_t stride,
+                       T* c, bool accumulate) {
+    if (panels == 3) ukernel_row_panels<T, 3>(n, k, a, csa, b, stride, c, accumulate);
+    else ukernel_row_panels<T, 2>(n, k, a, csa, b, stride, c, accumulate);
 }
 
 // Row counts 1..MR each get a fully unrolled instantiation, so a batch of 1
@@ -157,7 +166,7 @@ void fill_gemm(Kernels<T>& k) {
     k.gemm_mr = kGemmMR;
     k.gemm_nr = NV * Vec<T>::width;
     k.gemm_ukernel = &gemm_ukernel<T>;
-    k.gemm_row_2panels = &ukernel_row_2panels<T>;
+    k.gemm_row_panels = &ukernel_row_multi<T>;
     k.pack_b_panel = &pack_b_panel<T>;
 }
 

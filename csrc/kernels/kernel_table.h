@@ -129,10 +129,11 @@ template <typename T> struct Kernels {
     // b_next: the panel the caller reads next (prefetched meanwhile), or nullptr.
     void (*gemm_ukernel)(int m, int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
                          const T* b_panel, const T* b_next, T* c, std::ptrdiff_t ldc, bool accumulate);
-    // C[1 x n] (+)= a[1 x k] * [panel0 | panel1], n <= 2 * nr, for a single
-    // row of A (a(p) = a[p * csa]); C's columns are contiguous.
-    void (*gemm_row_2panels)(int n, int k, const T* a, std::ptrdiff_t csa, const T* b0, const T* b1, T* c,
-                             bool accumulate);
+    // C[1 x n] (+)= a[1 x k] * [panel 0 | ... | panel P-1], P = `panels`
+    // (2 or 3), n <= P * nr, for a single row of A (a(p) = a[p * csa]);
+    // panel q starts at b + q * stride. C's columns are contiguous.
+    void (*gemm_row_panels)(int panels, int n, int k, const T* a, std::ptrdiff_t csa, const T* b,
+                            std::ptrdiff_t stride, T* c, bool accumulate);
     // Copies the k x n (n <= nr) block b(p, j) = b[p * rsb + j * csb] into a
     // panel of k rows of nr values, padding columns n..nr-1 with zeros.
     void (*pack_b_panel)(int k, int n, const T* b, std::ptrdiff_t rsb, std::ptrdiff_t csb, T* panel);

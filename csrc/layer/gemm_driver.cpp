@@ -98,12 +98,17 @@ void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std:
                 ab = dst;
                 cs = ib;
             }
-            // A single row takes its panels two at a time (see gemm_row_2panels).
+            // A single row takes its panels two or three at a time (see
+            // gemm_row_panels): three when three are left, so an odd count
+            // (a GRU block of 3 x 32 columns) leaves no panel alone.
             int j = n0;
             if (i1 - i0 == 1)
-                for (; j + nr < n1; j += 2 * nr)
-                    kern.gemm_row_2panels(std::min(n1 - j, 2 * nr), kc, ab, cs, b.panel(k0, j), b.panel(k0, j + nr),
-                                          c + i0 * ldc + (j - n0), acc);
+                while (n1 - j > nr) {
+                    const int p = n1 - j > 3 * nr || n1 - j <= 2 * nr ? 2 : 3;
+                    kern.gemm_row_panels(p, std::min(n1 - j, p * nr), kc, ab, cs, b.panel(k0, j),
+                                         b.panel(k0, j + nr) - b.panel(k0, j), c + i0 * ldc + (j - n0), acc);
+                    j += p * nr;
+                }
             for (; j < n1; j += nr) {
                 const T* panel = b.panel(k0, j);
                 const int nc = n1 - j < nr ? n1 - j : nr;

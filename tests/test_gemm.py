@@ -1,0 +1,43 @@
+"""The GEMM driver and micro-kernels (rnnkit._core.gemm: pack B, then the
+driver's blocking and tiling) on every ISA of this CPU.
+
+Edge shapes: single rows (taken two or three panels at a time), row counts
+that leave a short last micro-tile (split evenly with the tile before),
+column counts around the panel widths (16 for AVX-512 float64 and AVX2
+float32, 32 for AVX-512 float32) and depths across one k block. Each row's
+sums are one chain of FMAs in increasing k wherever the row sits, so every
+row of a product must equal, bit for bit, the product of that row alone.
+"""
+
+import numpy as np
+import pytest
+
+import rnnkit
+
+core = rnnkit._core
+
+ROWS = [1, 2, 7, 8, 9, 13, 17]
+COLS = [1, 15, 33, 64, 65, 96, 97, 112, 160, 224]
+DEPTHS = [1, 5, 300]
+
+
+def product(M, K, N, dtype, seed):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((K, N)).astype(dtype)
+
+
+@pytest.mark.parametrize("K", DEPTHS)
+@pytest.mark.parametrize("N", COLS)
+def test_gemm_matches_float64_and_rows_alone(N, K, isa, dtype):
+    for M in ROWS:
+        a, b = product(M, K, N, dtype, seed=M * 1000 + N * 10 + K)
+        c = core.gemm(a, b, isa)
+        assert c.dtype == dtype and c.shape == (M, N)
+        exact = a.astype(np.float64) @ b.astype(np.float64)
+        bound = np.abs(a).astype(np.float64) @ np.abs(b).astype(np.float64)
+        eps = np.finfo(dtype).eps
+        # |error| <= K eps sum |a||b| (a chain of K roundings), with room.
+        assert np.all(np.abs(c - exact) <= 2 * K * eps * bound + np.finfo(dtype).tiny), f"M={M}"
+        for i in range(M):
+            alone = core.gemm(a[i:i + 1], b, isa)
+            assert np.array_equal(alone[0], c[i]), f"M={M}: row {i} differs from the same row alone"
