@@ -1,4 +1,5 @@
 // Fused GRU ("linear before reset") gate math for one block of hidden units.
+#include "kernels/gru_rz.h"
 #include "kernels/kernels_isa.h"
 
 namespace rnnkit {
@@ -20,15 +21,9 @@ void gru_postgemm_fwd(const GruFwdArgs<T>& a) {
         T* ws = a.ws ? a.ws + r * a.ld_ws : nullptr;
         for_unit_vectors<T>(s, [&](auto vectors, int u0, int n) {
             constexpr int U = decltype(vectors)::value;
-            // r and z see both projections and both biases; all 2U sigmoids
-            // side by side.
+            // r and z see both projections and both biases.
             R rz[2 * U];
-            for (int v = 0; v < U; ++v)
-                for (int g = 0; g < 2; ++g) {
-                    const int o = g * s + u0 + v * W;
-                    rz[2 * v + g] = V::add(V::add(load_any(gx + o, n), load_any(gh + o, n)), load_any(a.bias + o, n));
-                }
-            sigmoid_tanh<T, 2 * U, 0>(rz, nullptr);
+            gru_rz_gates<T, U>(gx, gh, a.bias, s, u0, n, rz);
             // n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
             R ghn[U], ng[U];
             for (int v = 0; v < U; ++v) {

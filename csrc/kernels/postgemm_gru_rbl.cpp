@@ -1,6 +1,7 @@
 // Fused GRU ("reset before linear") gate math for one block of hidden units:
 // the two halves of a step on either side of the n gate's recurrent product,
 // forward and backward (see GruRbl*Args in kernel_table.h).
+#include "kernels/gru_rz.h"
 #include "kernels/kernels_isa.h"
 
 namespace rnnkit {
@@ -22,14 +23,8 @@ void gru_rbl_postgemm_fwd_rz(const GruRblRzFwdArgs<T>& a) {
         T* rh = a.rh + r * a.ld_rh;
         for_unit_vectors<T>(s, [&](auto vectors, int u0, int n) {
             constexpr int U = decltype(vectors)::value;
-            // All 2U sigmoids side by side.
             R g[2 * U];
-            for (int v = 0; v < U; ++v)
-                for (int k = 0; k < 2; ++k) {
-                    const int o = k * s + u0 + v * W;
-                    g[2 * v + k] = V::add(V::add(load_any(gx + o, n), load_any(gh + o, n)), load_any(a.bias + o, n));
-                }
-            sigmoid_tanh<T, 2 * U, 0>(g, nullptr);
+            gru_rz_gates<T, U>(gx, gh, a.bias, s, u0, n, g);
             for (int v = 0; v < U; ++v) {
                 const int u = u0 + v * W;
                 store_any(rz + u, g[2 * v], n);
