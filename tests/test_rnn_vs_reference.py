@@ -268,30 +268,81 @@ def test_ctx_can_be_used_for_several_backward_calls(cell, isa, dtype):
     assert_all_equal(first, again, what="second backward: ")
 
 
+def forward_ctx(cell, x, w, h0, c0):
+    """A training forward's ctx, and a function running its backward with a case's gradients."""
+    if cell == "lstm":
+        *_, ctx = rnnkit.lstm_forward(x, w, h0, c0, training=True)
+        return lambda c: grads_dict(rnnkit.lstm_backward(ctx, c["dy"], c["dh_n"], c["dc_n"]), LSTM_GRADS)
+    *_, ctx = rnnkit.gru_forward(x, w, h0, training=True)
+    return lambda c: grads_dict(rnnkit.gru_backward(ctx, c["dy"], c["dh_n"]), GRU_GRADS)
+
+
 @pytest.mark.parametrize("cell", CELL_FORMS)
-def test_ctx_keeps_its_own_copy_of_the_inputs(cell, isa, dtype):
+def test_ctx_keeps_its_own_copy_of_the_initial_states(cell, isa, dtype):
     T, B, I, H = 4, 3, 9, 17
     case = make_case(cell, T, B, I, H, dtype, seed=5)
     expected = rnnkit_forward_backward(cell, case, reverse=False)
 
-    # Same forward, then overwrite x, h0 (and c0) before the backward: the
-    # gradients (dW_ih needs x, dW_hh needs h0) must not change.
-    w = pack(cell, case)
-    mutable = {k: (None if v is None else v.copy()) for k, v in case.items()}
-    if cell == "lstm":
-        *_, ctx = rnnkit.lstm_forward(mutable["x"], w, mutable["h0"], mutable["c0"],
-                                      training=True)
-        mutable["c0"][...] = 7.0
-    else:
-        *_, ctx = rnnkit.gru_forward(mutable["x"], w, mutable["h0"], training=True)
-    mutable["x"][...] = 3.0
-    mutable["h0"][...] = -5.0
-    if cell == "lstm":
-        g = grads_dict(rnnkit.lstm_backward(ctx, case["dy"], case["dh_n"], case["dc_n"]),
-                       LSTM_GRADS)
-    else:
-        g = grads_dict(rnnkit.gru_backward(ctx, case["dy"], case["dh_n"]), GRU_GRADS)
-    assert_all_equal(expected[1], g, what="after mutating the inputs: ")
+    # Overwrite h0 (and c0) before the backward: dW_hh needs h0, and the
+    # gradients must not change.
+    h0, c0 = case["h0"].copy(), None if case.get("c0") is None else case["c0"].copy()
+    backward = forward_ctx(cell, case["x"], pack(cell, case), h0, c0)
+    h0[...] = -5.0
+    if c0 is not None:
+        c0[...] = 7.0
+    assert_all_equal(expected[1], backward(case), what="after changing h0, c0: ")
+
+
+@pytest.mark.parametrize("where", [0, 53, -1], ids=["first", "middle", "last"])
+@pytest.mark.parametrize("cell", CELL_FORMS)
+def test_backward_refuses_a_changed_x(cell, where, isa, dtype):
+    # The ctx refers to the caller's x (no copy). Changing one element by
+    # one ulp before the backward must be refused, not give wrong dW_ih;
+    # x restored, the backward runs and gives the gradients it should.
+    T, B, I, H = 4, 3, 9, 17
+    case = make_case(cell, T, B, I, H, dtype, seed=5)
+    expected = rnnkit_forward_backward(cell, case, reverse=False)
+    x = case["x"].copy()
+    backward = forward_ctx(cell, x, pack(cell, case), case["h0"], case.get("c0"))
+    flat = x.reshape(-1)
+    kept = flat[where]
+    flat[where] = np.nextafter(kept, np.inf)
+    with pytest.raises(ValueError, match=r"ctx: x, the input of the training forward call .* has changed"):
+        backward(case)
+    flat[where] = kept
+    assert_all_equal(expected[1], backward(case), what="after restoring x: ")
+
+
+@pytest.mark.parametrize("cell", CELL_FORMS)
+def test_ctx_of_a_converted_x_is_private(cell, isa, dtype):
+    # A non-contiguous x is copied once by the call; that copy is the
+    # ctx's own, so changing the caller's array afterwards changes nothing.
+    T, B, I, H = 4, 3, 9, 17
+    case = make_case(cell, T, B, I, H, dtype, seed=5)
+    expected = rnnkit_forward_backward(cell, case, reverse=False)
+    wide = np.zeros((T, B, 2 * I), dtype)
+    wide[:, :, ::2] = case["x"]
+    backward = forward_ctx(cell, wide[:, :, ::2], pack(cell, case), case["h0"], case.get("c0"))
+    wide[...] = 3.0
+    assert_all_equal(expected[1], backward(case), what="after changing the strided x: ")
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 16, 17, 67])
+def test_fingerprint_sees_every_single_change(n):
+    # The guard of test_backward_refuses_a_changed_x: any one changed
+    # element (the whole words, the lanes' remainder and the tail bytes)
+    # changes the fingerprint, as does the length.
+    data = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    base = rnnkit._core.fingerprint(data.tobytes())
+    assert rnnkit._core.fingerprint(data.tobytes()) == base
+    assert rnnkit._core.fingerprint(data[:-1].tobytes()) != base
+    for i in range(n):
+        changed = data.copy()
+        changed[i] = np.nextafter(changed[i], np.inf)
+        assert rnnkit._core.fingerprint(changed.tobytes()) != base, i
+    # Two elements swapped (the same values in another order).
+    if n > 1:
+        assert rnnkit._core.fingerprint(data[::-1].tobytes()) != base
 
 
 @pytest.mark.parametrize("cell", CELL_FORMS)
@@ -311,7 +362,7 @@ def test_pack_keeps_its_own_copy_of_the_weights(cell, isa, dtype):
 
 
 @pytest.mark.parametrize("cell", CELL_FORMS)
-def test_cell_ctx_keeps_its_own_copy_of_the_inputs(cell, isa, dtype):
+def test_cell_ctx_copies_the_states_and_guards_x(cell, isa, dtype):
     B, I, H = 3, 9, 17
     case = make_case(cell, 1, B, I, H, dtype, seed=7)
     w = pack(cell, case)
@@ -323,13 +374,16 @@ def test_cell_ctx_keeps_its_own_copy_of_the_inputs(cell, isa, dtype):
     if cell == "lstm":
         c2 = c.copy()
         _, _, ctx = rnnkit.lstm_cell(x2, w, h2, c2, training=True)
-        x2[...], h2[...], c2[...] = 3.0, -5.0, 7.0
-        g = grads_dict(rnnkit.lstm_cell_backward(ctx, dh, dc), LSTM_CELL_GRADS)
+        h2[...], c2[...] = -5.0, 7.0
+        backward = lambda: grads_dict(rnnkit.lstm_cell_backward(ctx, dh, dc), LSTM_CELL_GRADS)  # noqa: E731
     else:
         _, ctx = rnnkit.gru_cell(x2, w, h2, training=True)
-        x2[...], h2[...] = 3.0, -5.0
-        g = grads_dict(rnnkit.gru_cell_backward(ctx, dh), GRU_CELL_GRADS)
-    assert_all_equal(expected, g, what="after mutating the inputs: ")
+        h2[...] = -5.0
+        backward = lambda: grads_dict(rnnkit.gru_cell_backward(ctx, dh), GRU_CELL_GRADS)  # noqa: E731
+    assert_all_equal(expected, backward(), what="after changing the states: ")
+    x2[-1, -1] += 1
+    with pytest.raises(ValueError, match="ctx: x, the input"):
+        backward()
 
 
 # ------------------------------------------------- outputs are fresh arrays

@@ -209,6 +209,21 @@ def test_double_backward_raises(torch, rt):
         gx.sum().backward()
 
 
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_input_changed_in_place_before_backward_raises_like_torch(torch, rt, mode):
+    # rnnkit's context refers to the input, as torch's saved tensors do:
+    # an in-place change between forward and backward is refused alike.
+    raised = []
+    for m in (getattr(torch.nn, mode)(I, H), getattr(rt, mode)(I, H)):
+        x = torch.randn(T, B, I, requires_grad=True) * 1.0
+        y = m(x)[0]
+        x.add_(1.0)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation") as info:
+            y.sum().backward()
+        raised.append(info.value)
+    assert type(raised[1]) is type(raised[0])
+
+
 def test_no_grad_and_eval(torch, rt):
     m = rt.LSTM(I, H, num_layers=2, dropout=0.5, dtype=torch.float64)
     ref = torch.nn.LSTM(I, H, num_layers=2, dropout=0.5, dtype=torch.float64)

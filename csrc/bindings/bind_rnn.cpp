@@ -9,6 +9,7 @@
 
 #include "bindings/bind_common.h"
 #include "bindings/handles.h"
+#include "layer/fingerprint.h"
 #include "layer/threading.h"
 
 namespace rnnkit {
@@ -205,6 +206,10 @@ py::object forward_impl(const PackedHandle& wh, CellKind cell, bool single_step,
     Arr<T> y = single_step ? h_n : packed ? new_array<T>({N, H}) : new_array<T>({steps, B, H});
     Arr<T> c_n = lstm ? Arr<T>({B, H}) : Arr<T>();
     std::shared_ptr<TrainingContext<T>> ctx;
+    // The context refers to x. take_array's own copy (a conversion) is
+    // private; anything else may still be written to by the caller.
+    const bool x_callers = x.ptr() == x_obj.ptr() || !(x.flags() & py::detail::npy_api::NPY_ARRAY_OWNDATA_);
+    std::uint64_t x_fingerprint = 0;
     if (training) {
         ctx = std::make_shared<TrainingContext<T>>();
         ctx->weights = w;
@@ -222,6 +227,7 @@ py::object forward_impl(const PackedHandle& wh, CellKind cell, bool single_step,
     a.c_n = lstm ? c_n.mutable_data() : nullptr;
     {
         py::gil_scoped_release release;
+        if (training && x_callers) x_fingerprint = fingerprint(a.x, std::size_t(N * I) * sizeof(T));
         rnn_forward<T>(*w, a, ctx.get(), get_num_threads());
     }
 
@@ -232,6 +238,9 @@ py::object forward_impl(const PackedHandle& wh, CellKind cell, bool single_step,
     if (training) {
         ContextHandle ch{cell, std::is_same<T, double>::value, single_step, nullptr, nullptr};
         ch.packed = packed;
+        ch.x = x;
+        ch.x_callers = x_callers;
+        ch.x_fingerprint = x_fingerprint;
         if constexpr (std::is_same<T, double>::value) ch.f64 = ctx; else ch.f32 = ctx;
         out.append(py::cast(std::move(ch)));
     }
@@ -271,6 +280,10 @@ py::tuple backward_impl(ContextHandle& ch, bool single_step, py::handle dy_obj, 
     const bool lstm = w.cell == CellKind::lstm;
     const py::ssize_t steps = ctx.steps, B = ctx.batch, I = w.I, H = w.H, GH = py::ssize_t(w.G) * H;
     const py::ssize_t N = py::ssize_t(ctx.rows.total());
+    if (ch.x_callers && fingerprint(ctx.x, std::size_t(N * I) * sizeof(T)) != ch.x_fingerprint)
+        raise_value_error(std::string("ctx: x, the input of the training forward call that made this context, has "
+                                      "changed since; backward needs it as it was (keep it unchanged until backward, "
+                                      "or pass the forward call a copy)"));
     std::optional<Arr<T>> dy;
     if (ch.packed) dy = take_optional<T>(dy_obj, names.dy, {{N, "N"}, {H, "H"}});
     else if (!single_step) dy = take_optional<T>(dy_obj, names.dy, {{steps, "T"}, {B, "B"}, {H, "H"}});

@@ -1,4 +1,5 @@
-// Direct access to single kernels for the accuracy and GEMM tests.
+// Direct access to single kernels for the accuracy and GEMM tests, and to
+// the fingerprint that guards a training context's input.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -7,6 +8,7 @@
 #include "bindings/bind_common.h"
 #include "dispatch.h"
 #include "kernels/activation_accuracy.h"
+#include "layer/fingerprint.h"
 #include "layer/gemm_driver.h"
 #include "layer/threading.h"
 
@@ -81,6 +83,10 @@ void register_testing(py::module_& m) {
     m.def("tanh", [](py::handle x, py::handle isa) { return activation(Activation::tanh, x, isa); },
           py::arg("x"), py::arg("isa") = py::none());
     m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("isa") = py::none());
+    m.def("fingerprint", [](py::bytes data) {
+        const std::string s = data;
+        return fingerprint(s.data(), s.size());
+    }, py::arg("data"));
     m.attr("SIGMOID_MAX_REL_ERR_F32") = kSigmoidMaxRelErrF32;
     m.attr("TANH_MAX_REL_ERR_F32") = kTanhMaxRelErrF32;
     m.attr("SIGMOID_MAX_REL_ERR_F64") = kSigmoidMaxRelErrF64;

@@ -1,6 +1,9 @@
 // The C++ objects behind rnnkit.PackedWeights and the training contexts:
 // type-erased over float/double so Python sees one class of each.
 #pragma once
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
 #include <memory>
 
 #include "layer/rnn.h"
@@ -33,6 +36,13 @@ struct ContextHandle {
     std::shared_ptr<TrainingContext<float>> f32;
     std::shared_ptr<TrainingContext<double>> f64;
     bool packed = false; // made with batch_sizes: dy and dx are packed (N, H), (N, I)
+    // The context reads x in backward instead of keeping a copy. x holds the
+    // array alive; an array the caller can still write to is fingerprinted
+    // so that backward refuses one changed since (as autograd refuses a
+    // saved tensor modified in place).
+    pybind11::object x;
+    bool x_callers = false;
+    std::uint64_t x_fingerprint = 0;
 
     template <typename T> std::shared_ptr<TrainingContext<T>>& get();
 };

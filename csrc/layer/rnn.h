@@ -75,7 +75,7 @@ struct TrainingContext {
     int steps = 0, batch = 0;
     bool reverse = false;
     StepRows rows;
-    AlignedBuffer<T> x;        // copy of the input, (N, I) packed rows
+    const T* x = nullptr;      // the input, (N, I) packed rows: the caller keeps it, unchanged, until backward
     AlignedBuffer<T> gates;    // (N, kWorkspaceSlots * H), internal layout, packed rows
     AlignedBuffer<T> h;        // (B + N, H) state rows
     AlignedBuffer<T> c;        // LSTM only, (B + N, H) state rows

@@ -117,7 +117,7 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
     // contiguous rows of the context (reverse, or every step of B rows);
     // otherwise step t's are the first rows(t) of out(t-1), packed in runs.
     PackedMatrix<T> operand;
-    pack_matrix(kern, rows, I, ctx.x.data(), I, 1, operand, nthreads);
+    pack_matrix(kern, rows, I, ctx.x, I, 1, operand, nthreads);
     gemm_parallel(kern, GH, dgx.data(), 1, GH, operand, a.dw_ih, I, false, nthreads);
     rows_to_torch_order_in_place(w.layout, I, a.dw_ih, nthreads);
     bias_grad(dgx.data(), a.db_ih);

@@ -62,8 +62,7 @@ void rnn_forward(const PackedRnn<T>& w, const ForwardArgs<T>& a, TrainingContext
         ctx->steps = steps;
         ctx->batch = B;
         ctx->reverse = a.reverse;
-        ctx->x.reset(N * I);
-        std::memcpy(ctx->x.data(), a.x, ctx->x.size() * sizeof(T));
+        ctx->x = a.x;
         ctx->gates.reset(N * ld_ws);
         // Forward: one block before out(0). Reverse: in each in(t), the rows
         // of the sequences that start at t (all of in(T-1)).

@@ -161,6 +161,8 @@ def lstm_forward(x: np.ndarray, weights: PackedWeights, h0: Optional[np.ndarray]
     x (T, B, I); h0, c0 (B, H) or None for zeros; ``reverse`` processes
     t = T-1 .. 0 (y stays indexed by time). Returns ``(y, h_n, c_n)`` with
     y (T, B, H), or ``(y, h_n, c_n, ctx)`` when ``training`` is true.
+    The context refers to x rather than copying it: the backward call
+    raises ValueError if x was changed in between (h0 and c0 are copied).
 
     Sequences of different lengths: ``batch_sizes`` (1-D integers, length
     T, non-increasing, every entry >= 1) is the number of sequences still

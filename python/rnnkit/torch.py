@@ -112,6 +112,9 @@ class _RNNFunction(torch.autograd.Function):
             dropout_mask=run.dropout_mask, training=run.record)
         ctx.rnn, ctx.bias = rctx, run.bias
         ctx.has_states = (h0 is not None, c0 is not None)
+        # The kernels' context refers to x's memory; saving x lets autograd
+        # refuse an in-place change before backward with its own error.
+        ctx.save_for_backward(x)
         # Unused outputs reach backward as None, which the kernels read as zeros.
         ctx.set_materialize_grads(False)
         outs = (torch.from_numpy(y), torch.from_numpy(h_n))
@@ -120,6 +123,7 @@ class _RNNFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, dh_n, dc_n=None):
+        ctx.saved_tensors  # raises if x was modified in place since forward
         dx, dhx, dcx, grads = layers.rnn_backward(ctx.rnn, _np(dy), _np(dh_n), _np(dc_n))
         # Weight gradients in the order of _flat_weights: w_ih, w_hh[, b_ih, b_hh] per layer and direction.
         per_layer = 4 if ctx.bias else 2
