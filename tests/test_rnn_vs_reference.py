@@ -97,8 +97,9 @@ def test_layer_large(cell, reverse, isa, dtype):
 # above 512 KiB; weights this small stay in cache, so a chunk may be one
 # step: here 22 chunks, so both directions cross chunk boundaries; a short
 # last chunk is in test_threads_and_layout), the batch exceeds one 96-row block
-# of the GEMM driver, and G * H = 900 or 1200 spans one or two k blocks of
-# the backward products.
+# of the GEMM driver, G * H = 900 or 1200 spans one or two k blocks of
+# the backward products, and the 2200 rows are three k blocks (each packed
+# on its own) of the weight gradients' products.
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("cell", CELL_FORMS)
 def test_layer_projection_chunks_and_tall_batch(cell, reverse, isa, dtype):

@@ -66,15 +66,14 @@ void gru_rbl_backward_step(const PackedRnn<T>& w, const PackedMatrix<T>& w_rz, c
 
 template <typename T>
 void gru_rbl_grad_whh(const PackedRnn<T>& w, int rows, const T* dgates, const PackedMatrix<T>& h_prev, const T* rh,
-                      T* dw_hh_internal, int nthreads) {
+                      T* dw_hh_internal, bool accumulate, PackedMatrix<T>& rh_packed, int nthreads) {
     const Kernels<T>& kern = *w.kern;
     const int H = w.H, GH = w.G * H;
     // r, z rows: both gates multiply h_prev.
-    gemm_parallel(kern, 2 * H, dgates, 1, GH, h_prev, dw_hh_internal, H, false, nthreads);
+    gemm_parallel(kern, 2 * H, dgates, 1, GH, h_prev, dw_hh_internal, H, accumulate, nthreads);
     // n rows: the n gate's product multiplies r * h_prev.
-    PackedMatrix<T> rh_packed;
     pack_matrix(kern, rows, H, rh, H, 1, rh_packed, nthreads);
-    gemm_parallel(kern, H, dgates + 2 * H, 1, GH, rh_packed, dw_hh_internal + std::size_t(2) * H * H, H, false,
+    gemm_parallel(kern, H, dgates + 2 * H, 1, GH, rh_packed, dw_hh_internal + std::size_t(2) * H * H, H, accumulate,
                   nthreads);
 }
 
@@ -83,7 +82,7 @@ void gru_rbl_grad_whh(const PackedRnn<T>& w, int rows, const T* dgates, const Pa
     template void gru_rbl_backward_step<T>(const PackedRnn<T>&, const PackedMatrix<T>&, const PackedMatrix<T>&,  \
                                            const GruRblBackwardStep<T>&, T*, int, int, int);                     \
     template void gru_rbl_grad_whh<T>(const PackedRnn<T>&, int, const T*, const PackedMatrix<T>&, const T*, T*, \
-                                      int);
+                                      bool, PackedMatrix<T>&, int);
 RNNKIT_INSTANTIATE(float)
 RNNKIT_INSTANTIATE(double)
 #undef RNNKIT_INSTANTIATE

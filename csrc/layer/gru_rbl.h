@@ -47,11 +47,13 @@ template <typename T>
 void gru_rbl_backward_step(const PackedRnn<T>& w, const PackedMatrix<T>& w_rz, const PackedMatrix<T>& w_n,
                            const GruRblBackwardStep<T>& s, T* scratch, int jb, int je, int nth);
 
-// dW_hh of a sequence in internal row order (G*H x H): the r,z rows are
+// dW_hh of a sequence in internal row order (G*H x H), or the part of it
+// from some rows (added on with accumulate): the r,z rows are
 // dgates_rz^T H_prev (h_prev: the packed states entering each row's step),
 // the n rows dgates_n^T RH (rh: r * h_prev of every row, (rows, H)).
+// rh_packed is the caller's, to reuse over calls.
 template <typename T>
 void gru_rbl_grad_whh(const PackedRnn<T>& w, int rows, const T* dgates, const PackedMatrix<T>& h_prev, const T* rh,
-                      T* dw_hh_internal, int nthreads);
+                      T* dw_hh_internal, bool accumulate, PackedMatrix<T>& rh_packed, int nthreads);
 
 }  // namespace rnnkit

@@ -112,13 +112,19 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
         });
         rows_to_torch_order_in_place(w.layout, 1, out);
     };
-    // dW_ih = dgx^T x X and dW_hh = dgh^T x H_prev, each one GEMM whose long
-    // dimension is every packed row. The states entering the steps are
-    // contiguous rows of the context (reverse, or every step of B rows);
-    // otherwise step t's are the first rows(t) of out(t-1), packed in runs.
+    // dW_ih = dgx^T x X and dW_hh = dgh^T x H_prev, GEMMs whose depth is
+    // every packed row. The right-hand operand is packed one k block of
+    // the GEMM (kGemmKC rows) at a time, each block's product added on:
+    // the same sums in the same order as with all rows packed at once, in
+    // a kGemmKC-row buffer instead of an N-row one.
     PackedMatrix<T> operand;
-    pack_matrix(kern, rows, I, ctx.x, I, 1, operand, nthreads);
-    gemm_parallel(kern, GH, dgx.data(), 1, GH, operand, a.dw_ih, I, false, nthreads);
+    auto by_k_blocks = [&](auto block) {
+        for (int k0 = 0; k0 < rows; k0 += kGemmKC) block(k0, std::min(kGemmKC, rows - k0), k0 > 0);
+    };
+    by_k_blocks([&](int k0, int kc, bool acc) {
+        pack_matrix(kern, kc, I, ctx.x + std::size_t(k0) * I, I, 1, operand, nthreads);
+        gemm_parallel(kern, GH, dgx.data() + std::size_t(k0) * GH, 1, GH, operand, a.dw_ih, I, acc, nthreads);
+    });
     rows_to_torch_order_in_place(w.layout, I, a.dw_ih, nthreads);
     bias_grad(dgx.data(), a.db_ih);
     // From here on dgx holds the recurrent side's gradients.
@@ -134,16 +140,25 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
         });
     }
     const T* dgh = dgx.data();
+    // The states entering the steps are contiguous rows of the context
+    // (reverse, or every step of B rows); otherwise step t's are the first
+    // rows(t) of out(t-1), packed in runs.
     const bool contiguous = ctx.reverse || step_rows.uniform;
     const T* h_entering = ctx.h.data() + ctx.in_row(0) * H;
-    pack_row_runs(kern, rows, H, H, [&](int k) -> std::pair<const T*, int> {
+    auto h_run = [&](int k) -> std::pair<const T*, int> {
         if (contiguous) return {h_entering + std::size_t(k) * H, rows - k};
         const int t = step_rows.step_of(std::size_t(k));
         const int b = int(std::size_t(k) - step_rows.start(t));
         return {ctx.h.data() + (ctx.in_row(t) + b) * H, step_rows.rows(t) - b};
-    }, operand, nthreads);
-    if (rbl) gru_rbl_grad_whh(w, rows, dgx.data(), operand, ctx.rh.data(), a.dw_hh, nthreads);
-    else gemm_parallel(kern, GH, dgh, 1, GH, operand, a.dw_hh, H, false, nthreads);
+    };
+    PackedMatrix<T> rh_packed;
+    by_k_blocks([&](int k0, int kc, bool acc) {
+        pack_row_runs(kern, kc, H, H, [&](int k) { return h_run(k0 + k); }, operand, nthreads);
+        const T* dg = dgh + std::size_t(k0) * GH;
+        if (rbl) gru_rbl_grad_whh(w, kc, dg, operand, ctx.rh.data() + std::size_t(k0) * H, a.dw_hh, acc, rh_packed,
+                                  nthreads);
+        else gemm_parallel(kern, GH, dg, 1, GH, operand, a.dw_hh, H, acc, nthreads);
+    });
     rows_to_torch_order_in_place(w.layout, H, a.dw_hh, nthreads);
 
     // The LSTM's two biases enter the same sum, and so do the GRU's reset
