@@ -41,3 +41,20 @@ def test_gemm_matches_float64_and_rows_alone(N, K, isa, dtype):
         for i in range(M):
             alone = core.gemm(a[i:i + 1], b, isa)
             assert np.array_equal(alone[0], c[i]), f"M={M}: row {i} differs from the same row alone"
+
+
+# B packed from its columns (weights: the transposing packer, W x W register
+# blocks with edges in both k and columns) and as the transpose of a pack of
+# B^T (the backward passes' packs, across k blocks when K or N > 1024):
+# the same panels, so the same product bit for bit.
+@pytest.mark.parametrize("b_packing", ["columns", "transposed"])
+@pytest.mark.parametrize("K,N", [(K, N) for K in DEPTHS + [17, 33, 1100] for N in COLS] + [(40, 1100), (1100, 1100)])
+def test_gemm_b_packings_match_packing_rows(b_packing, K, N, isa, dtype):
+    a, b = product(3, K, N, dtype, seed=K * 7 + N)
+    want = core.gemm(a, b, isa)
+    assert np.array_equal(core.gemm(a, b, isa, b_packing), want)
+
+
+def test_gemm_unknown_b_packing():
+    with pytest.raises(ValueError, match="b_packing: expected 'rows', 'columns' or 'transposed'"):
+        core.gemm(np.ones((2, 2), np.float32), np.ones((2, 2), np.float32), None, "diagonal")

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 
 #include <string>
+#include <vector>
 
 #include "bindings/bind_common.h"
 #include "dispatch.h"
@@ -48,9 +49,21 @@ py::array activation(Activation f, py::handle x, py::handle isa) {
     return is_double ? apply<double>(f, x, ks.f64) : apply<float>(f, x, ks.f32);
 }
 
+// How the test packs B: from its rows (B row-major, as the weight-gradient
+// products do), from its columns (B^T row-major, as weights are packed) or
+// as the transpose of a pack of B^T (as the backward passes do).
+enum class BPacking { rows, columns, transposed };
+
+BPacking parse_b_packing(const std::string& s) {
+    if (s == "rows") return BPacking::rows;
+    if (s == "columns") return BPacking::columns;
+    if (s == "transposed") return BPacking::transposed;
+    throw py::value_error("b_packing: expected 'rows', 'columns' or 'transposed', got '" + s + "'");
+}
+
 // C = A @ B through packing, the driver and the micro-kernel.
 template <typename T>
-py::array gemm_impl(py::handle a_obj, py::handle b_obj, const Kernels<T>& k) {
+py::array gemm_impl(py::handle a_obj, py::handle b_obj, BPacking how, const Kernels<T>& k) {
     Arr<T> a = take_array<T>(a_obj, "a", {{kAnySize, "M"}, {kAnySize, "K"}});
     Arr<T> b = take_array<T>(b_obj, "b", {{a.shape(1), "K"}, {kAnySize, "N"}});
     if (a.shape(0) > (1 << 30) || a.shape(1) > (1 << 30) || b.shape(1) > (1 << 30))
@@ -62,17 +75,31 @@ py::array gemm_impl(py::handle a_obj, py::handle b_obj, const Kernels<T>& k) {
         py::gil_scoped_release release;
         PackedMatrix<T> bp;
         const int nth = get_num_threads();
-        pack_matrix(k, K, N, b.data(), N, 1, bp, nth);
+        if (how == BPacking::rows) {
+            pack_matrix(k, K, N, b.data(), N, 1, bp, nth);
+        } else {
+            std::vector<T> bt(std::size_t(N) * K);
+            for (int i = 0; i < K; ++i)
+                for (int j = 0; j < N; ++j) bt[std::size_t(j) * K + i] = b.data()[std::size_t(i) * N + j];
+            if (how == BPacking::columns) {
+                pack_matrix(k, K, N, bt.data(), 1, K, bp, nth);
+            } else {
+                PackedMatrix<T> btp;
+                pack_matrix(k, N, K, bt.data(), K, 1, btp, nth);
+                pack_transposed(k, btp, bp, nth);
+            }
+        }
         gemm_parallel(k, M, a.data(), K, 1, bp, c.mutable_data(), N, false, nth);
     }
     return c;
 }
 
-py::array gemm(py::handle a, py::handle b, py::handle isa) {
+py::array gemm(py::handle a, py::handle b, py::handle isa, const std::string& b_packing) {
     const KernelSet& ks = kernels_named(isa);
+    const BPacking how = parse_b_packing(b_packing);
     bool is_double = false;
     if (!is_float_dtype(a, &is_double)) raise_type_error("a: expected a numpy.ndarray of dtype float32 or float64");
-    return is_double ? gemm_impl<double>(a, b, ks.f64) : gemm_impl<float>(a, b, ks.f32);
+    return is_double ? gemm_impl<double>(a, b, how, ks.f64) : gemm_impl<float>(a, b, how, ks.f32);
 }
 
 }  // namespace
@@ -82,7 +109,7 @@ void register_testing(py::module_& m) {
           py::arg("x"), py::arg("isa") = py::none());
     m.def("tanh", [](py::handle x, py::handle isa) { return activation(Activation::tanh, x, isa); },
           py::arg("x"), py::arg("isa") = py::none());
-    m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("isa") = py::none());
+    m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("isa") = py::none(), py::arg("b_packing") = "rows");
     m.def("fingerprint", [](py::bytes data) {
         const std::string s = data;
         return fingerprint(s.data(), s.size());

@@ -142,21 +142,32 @@ void pack_b_panel(int k, int n, const T* b, std::ptrdiff_t rsb, std::ptrdiff_t c
         }
         return;
     }
-    // Columns of B contiguous (B is a transposed weight matrix): walking k
-    // for each column reads whole cache lines, while walking columns first
-    // would touch NR lines a power-of-two stride apart that share a few L1
-    // sets and evict each other. Chunks of kPackDepth k keep the panel rows
-    // being written in L1.
-    constexpr int kPackDepth = 16;
-    for (int p0 = 0; p0 < k; p0 += kPackDepth) {
-        const int pd = k - p0 < kPackDepth ? k - p0 : kPackDepth;
-        for (int j = 0; j < n; ++j) {
-            const T* src = b + p0 * rsb + j * csb;
-            for (int p = 0; p < pd; ++p) panel[(p0 + p) * NR + j] = src[p * rsb];
+    // Columns of B contiguous (B is a transposed weight matrix, or a packed
+    // one read across): W x W blocks, a column's W values of k per
+    // register, transposed in registers into W panel rows. Whole vectors
+    // are read and written instead of one value at a time, and each group
+    // of W columns streams down k, W sequential streams for the prefetcher.
+    using V = Vec<T>;
+    constexpr int W = V::width;
+    if (rsb == 1) {
+        for (int j0 = 0; j0 < NR; j0 += W) {
+            const int cols = n - j0 < 0 ? 0 : (n - j0 < W ? n - j0 : W);
+            T* out = panel + j0;
+            int p0 = 0;
+            for (; p0 + W <= k; p0 += W) {
+                typename V::reg r[W];
+                for (int i = 0; i < W; ++i) r[i] = i < cols ? V::load(b + (j0 + i) * csb + p0) : V::zero();
+                V::transpose(r);
+                for (int i = 0; i < W; ++i) V::store(out + (p0 + i) * NR, r[i]);
+            }
+            for (int p = p0; p < k; ++p)
+                for (int i = 0; i < W; ++i) out[p * NR + i] = i < cols ? b[(j0 + i) * csb + p] : T(0);
         }
-        for (int p = p0; p < p0 + pd; ++p)
-            for (int j = n; j < NR; ++j) panel[p * NR + j] = T(0);
+        return;
     }
+    // Any other layout (not used by the drivers today): value by value.
+    for (int p = 0; p < k; ++p)
+        for (int j = 0; j < NR; ++j) panel[p * NR + j] = j < n ? b[p * rsb + j * csb] : T(0);
 }
 
 }  // namespace

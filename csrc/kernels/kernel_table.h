@@ -136,6 +136,7 @@ template <typename T> struct Kernels {
                             std::ptrdiff_t stride, T* c, bool accumulate);
     // Copies the k x n (n <= nr) block b(p, j) = b[p * rsb + j * csb] into a
     // panel of k rows of nr values, padding columns n..nr-1 with zeros.
+    // Fast where rows (csb == 1) or columns (rsb == 1) are contiguous.
     void (*pack_b_panel)(int k, int n, const T* b, std::ptrdiff_t rsb, std::ptrdiff_t csb, T* panel);
     void (*sigmoid)(std::ptrdiff_t n, const T* x, T* y);
     void (*tanh)(std::ptrdiff_t n, const T* x, T* y);

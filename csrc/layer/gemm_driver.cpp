@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 
 #include "layer/threading.h"
 
@@ -16,40 +17,33 @@ void pack_matrix(const Kernels<T>& kern, int K, int N, const T* b, std::ptrdiff_
 }
 
 template <typename T>
-void pack_transposed(const PackedMatrix<T>& src, int row0, int rows, PackedMatrix<T>& dst, int nthreads) {
+void pack_transposed(const Kernels<T>& kern, const PackedMatrix<T>& src, int row0, int rows, PackedMatrix<T>& dst,
+                     int nthreads) {
     const int nr = src.nr;
     // Destination panel: rows q0 .. q0+kc (source columns), columns
     // i0 .. i0+nr (source rows row0 + i0 ..). Source row i sits in the k
     // block starting at (i / KC) * KC; source column q in the panel
-    // starting at (q / nr) * nr.
-    // Rows of the destination panel go in strips of kStrip: each column
-    // ii writes one value per row, so a strip keeps the lines being written
-    // in L1 however deep the panel is.
-    constexpr int kStrip = 64;
+    // starting at (q / nr) * nr, where the rows of one k block lie nr
+    // values apart and their columns contiguous. With row0 on the panel
+    // grid (and KC a multiple of nr) the nr rows of a destination panel
+    // share a k block: a B with contiguous columns for the kernel's packer,
+    // one source panel's run of columns at a time.
+    if (row0 % nr != 0 || kGemmKC % nr != 0) throw std::logic_error("pack_transposed: row0 off the panel grid");
     for_each_panel(dst, src.N, rows, nr, nthreads, [&](int q0, int i0, int kc, int nc, T* out) {
-        for (int s0 = 0; s0 < kc; s0 += kStrip) {
-            const int s1 = std::min(kc, s0 + kStrip);
-            for (int ii = 0; ii < nr; ++ii) {
-                if (ii >= nc) {
-                    for (int q = s0; q < s1; ++q) out[q * nr + ii] = T(0);
-                    continue;
-                }
-                const int i = row0 + i0 + ii, k0 = i / kGemmKC * kGemmKC;
-                for (int q = s0; q < s1;) {
-                    const int j = (q0 + q) / nr * nr;
-                    const T* row = src.panel(k0, j) + std::size_t(i - k0) * nr;
-                    const int run = std::min(s1 - q, j + nr - (q0 + q));
-                    for (int r = 0; r < run; ++r) out[(q + r) * nr + ii] = row[q0 + q + r - j];
-                    q += run;
-                }
-            }
+        const int first = row0 + i0, k0 = first / kGemmKC * kGemmKC;
+        for (int q = 0; q < kc;) {
+            const int j = (q0 + q) / nr * nr;
+            const int run = std::min(kc - q, j + nr - (q0 + q));
+            kern.pack_b_panel(run, nc, src.panel(k0, j) + std::size_t(first - k0) * nr + (q0 + q - j), 1, nr,
+                              out + std::size_t(q) * nr);
+            q += run;
         }
     });
 }
 
 template <typename T>
-void pack_transposed(const PackedMatrix<T>& src, PackedMatrix<T>& dst, int nthreads) {
-    pack_transposed(src, 0, src.K, dst, nthreads);
+void pack_transposed(const Kernels<T>& kern, const PackedMatrix<T>& src, PackedMatrix<T>& dst, int nthreads) {
+    pack_transposed(kern, src, 0, src.K, dst, nthreads);
 }
 
 namespace {
@@ -184,7 +178,7 @@ void gemm_parallel_transposed_b(const Kernels<T>& kern, int M, const T* a, std::
     PackedMatrix<T> slice;
     for (int n0 = 0; n0 < bt.K; n0 += width) {
         const int nc = std::min(width, bt.K - n0);
-        pack_transposed(bt, n0, nc, slice, nthreads);
+        pack_transposed(kern, bt, n0, nc, slice, nthreads);
         gemm_parallel(kern, M, a, lda, 1, slice, c + n0, ldc, false, nthreads);
     }
 }
@@ -192,7 +186,7 @@ void gemm_parallel_transposed_b(const Kernels<T>& kern, int M, const T* a, std::
 #define RNNKIT_INSTANTIATE(T)                                                                          \
     template void pack_matrix<T>(const Kernels<T>&, int, int, const T*, std::ptrdiff_t, std::ptrdiff_t, \
                                  PackedMatrix<T>&, int);                                               \
-    template void pack_transposed<T>(const PackedMatrix<T>&, PackedMatrix<T>&, int);                    \
+    template void pack_transposed<T>(const Kernels<T>&, const PackedMatrix<T>&, PackedMatrix<T>&, int);  \
     template void gemm_parallel_transposed_b<T>(const Kernels<T>&, int, const T*, std::ptrdiff_t,      \
                                                 const PackedMatrix<T>&, T*, std::ptrdiff_t, int);      \
     template void gemm_serial<T>(const Kernels<T>&, int, int, int, const T*, std::ptrdiff_t,           \

@@ -59,13 +59,16 @@ void pack_row_runs(const Kernels<T>& kern, int K, int N, std::ptrdiff_t ld, RunF
                    int nthreads);
 
 // Packs the transpose of an already packed matrix (src.N x src.K), for the
-// same kernels, without a dense copy in between: each NR x NR block of a
-// source panel becomes an NR x NR block of a destination panel.
+// same kernels (those of kern), without a dense copy in between: each
+// NR x NR block of a source panel becomes an NR x NR block of a
+// destination panel.
 template <typename T>
-void pack_transposed(const PackedMatrix<T>& src, PackedMatrix<T>& dst, int nthreads);
-// Only rows row0 .. row0 + rows - 1 of src (columns of the transpose).
+void pack_transposed(const Kernels<T>& kern, const PackedMatrix<T>& src, PackedMatrix<T>& dst, int nthreads);
+// Only rows row0 .. row0 + rows - 1 of src (columns of the transpose);
+// row0 a multiple of src.nr.
 template <typename T>
-void pack_transposed(const PackedMatrix<T>& src, int row0, int rows, PackedMatrix<T>& dst, int nthreads);
+void pack_transposed(const Kernels<T>& kern, const PackedMatrix<T>& src, int row0, int rows, PackedMatrix<T>& dst,
+                     int nthreads);
 
 // C[:, n0:n1] (+)= A (M x K) * B[:, n0:n1] on the calling thread; n0 is a
 // multiple of the panel width; c points at element (0, n0).

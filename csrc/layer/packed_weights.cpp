@@ -129,8 +129,8 @@ void PackedRnn<T>::pack_backward(int nthreads) const {
     if (bwd_packed_) return;
     // The forward packs hold W^T (internal gate order); the transpose of
     // W_hh^T is the (GH x H) B operand of the backward step product.
-    pack_transposed(whh_t, whh_n_, nthreads);
-    if (!linear_before_reset) pack_transposed(whn_t, whn_n_, nthreads);
+    pack_transposed(*kern, whh_t, whh_n_, nthreads);
+    if (!linear_before_reset) pack_transposed(*kern, whn_t, whn_n_, nthreads);
     bwd_packed_ = true;
 }
 

@@ -42,6 +42,25 @@ template <> struct Vec<float> {
         __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
         return _mm256_castsi256_ps(_mm256_slli_epi32(e, mantissa_bits));
     }
+    // r[i] = row i of an 8 x 8 block in, column i out: pairs interleaved,
+    // 4 x 4 blocks within 128-bit lanes, then the lanes swapped across.
+    static inline void transpose(reg* r) {
+        reg t[8], s[8];
+        for (int i = 0; i < 8; i += 2) {
+            t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+            t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+        }
+        for (int i = 0; i < 8; i += 4) {
+            s[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+            s[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+            s[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+            s[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+        }
+        for (int i = 0; i < 4; ++i) {
+            r[i] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x20);
+            r[i + 4] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x31);
+        }
+    }
 };
 
 template <> struct Vec<double> {
@@ -71,6 +90,15 @@ template <> struct Vec<double> {
     static inline reg pow2(reg n) {
         __m128i e32 = _mm_add_epi32(_mm256_cvtpd_epi32(n), _mm_set1_epi32(1023));
         return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_cvtepi32_epi64(e32), mantissa_bits));
+    }
+    // r[i] = row i of a 4 x 4 block in, column i out.
+    static inline void transpose(reg* r) {
+        const reg t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+        const reg t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+        r[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+        r[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+        r[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+        r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
     }
 };
 

@@ -45,6 +45,30 @@ template <> struct Vec<float> {
         __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
         return _mm512_castsi512_ps(_mm512_slli_epi32(e, mantissa_bits));
     }
+    // r[i] = row i of a 16 x 16 block in, column i out: pairs interleaved,
+    // then 4 x 4 blocks within 128-bit lanes, then the lanes themselves.
+    static inline void transpose(reg* r) {
+        reg t[16];
+        for (int i = 0; i < 16; i += 2) {
+            t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+            t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+        }
+        for (int i = 0; i < 16; i += 4) {
+            r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+            r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+            r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+            r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+        }
+        for (int i = 0; i < 8; ++i) {
+            const int a = i / 4 * 8 + i % 4;
+            t[a] = _mm512_shuffle_f32x4(r[a], r[a + 4], 0x88);
+            t[a + 4] = _mm512_shuffle_f32x4(r[a], r[a + 4], 0xDD);
+        }
+        for (int i = 0; i < 8; ++i) {
+            r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+            r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+        }
+    }
 };
 
 template <> struct Vec<double> {
@@ -76,6 +100,26 @@ template <> struct Vec<double> {
     static inline reg pow2(reg n) {
         __m512i e = _mm512_add_epi64(_mm512_cvtpd_epi64(n), _mm512_set1_epi64(1023));
         return _mm512_castsi512_pd(_mm512_slli_epi64(e, mantissa_bits));
+    }
+    // r[i] = row i of an 8 x 8 block in, column i out: pairs interleaved
+    // within 128-bit lanes, then the lanes gathered in two rounds.
+    static inline void transpose(reg* r) {
+        reg t[8], u[8];
+        for (int i = 0; i < 8; i += 2) {
+            t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);
+            t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);
+        }
+        // u[0..3]: even columns' lanes of rows 0-3 and 4-7; u[4..7]: odd.
+        for (int odd = 0; odd < 2; ++odd) {
+            u[4 * odd] = _mm512_shuffle_f64x2(t[odd], t[odd + 2], 0x88);
+            u[4 * odd + 1] = _mm512_shuffle_f64x2(t[odd], t[odd + 2], 0xDD);
+            u[4 * odd + 2] = _mm512_shuffle_f64x2(t[odd + 4], t[odd + 6], 0x88);
+            u[4 * odd + 3] = _mm512_shuffle_f64x2(t[odd + 4], t[odd + 6], 0xDD);
+            r[odd] = _mm512_shuffle_f64x2(u[4 * odd], u[4 * odd + 2], 0x88);
+            r[odd + 4] = _mm512_shuffle_f64x2(u[4 * odd], u[4 * odd + 2], 0xDD);
+            r[odd + 2] = _mm512_shuffle_f64x2(u[4 * odd + 1], u[4 * odd + 3], 0x88);
+            r[odd + 6] = _mm512_shuffle_f64x2(u[4 * odd + 1], u[4 * odd + 3], 0xDD);
+        }
     }
 };
 

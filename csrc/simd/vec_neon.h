@@ -42,6 +42,15 @@ template <> struct Vec<float> {
         int32x4_t e = vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127));
         return vreinterpretq_f32_s32(vshlq_n_s32(e, mantissa_bits));
     }
+    // r[i] = row i of a 4 x 4 block in, column i out (through memory).
+    static inline void transpose(reg* r) {
+        float m[4][4], col[4];
+        for (int i = 0; i < 4; ++i) vst1q_f32(m[i], r[i]);
+        for (int i = 0; i < 4; ++i) {
+            for (int j = 0; j < 4; ++j) col[j] = m[j][i];
+            r[i] = vld1q_f32(col);
+        }
+    }
 };
 
 template <> struct Vec<double> {
@@ -73,6 +82,15 @@ template <> struct Vec<double> {
     static inline reg pow2(reg n) {
         int64x2_t e = vaddq_s64(vcvtq_s64_f64(n), vdupq_n_s64(1023));
         return vreinterpretq_f64_s64(vshlq_n_s64(e, mantissa_bits));
+    }
+    // r[i] = row i of a 2 x 2 block in, column i out (through memory).
+    static inline void transpose(reg* r) {
+        double m[2][2];
+        vst1q_f64(m[0], r[0]);
+        vst1q_f64(m[1], r[1]);
+        const double c0[2] = {m[0][0], m[1][0]}, c1[2] = {m[0][1], m[1][1]};
+        r[0] = vld1q_f64(c0);
+        r[1] = vld1q_f64(c1);
     }
 };
 

@@ -58,6 +58,8 @@ struct ScalarVec {
         std::memcpy(&r, &u, sizeof(T));
         return r;
     }
+    // A 1 x 1 block is its own transpose.
+    static inline void transpose(reg*) {}
 };
 
 template <typename T> struct Vec;
