@@ -98,8 +98,8 @@ def test_layer_large(cell, reverse, isa, dtype):
 # step: here 22 chunks, so both directions cross chunk boundaries; a short
 # last chunk is in test_threads_and_layout), the batch exceeds one 96-row block
 # of the GEMM driver, G * H = 900 or 1200 spans one or two k blocks of
-# the backward products, and the 2200 rows are three k blocks (each packed
-# on its own) of the weight gradients' products.
+# the backward products, and the 2200 rows are three k blocks of dW_hh's
+# product, its 300-wide operand packed one k block at a time.
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("cell", CELL_FORMS)
 def test_layer_projection_chunks_and_tall_batch(cell, reverse, isa, dtype):

@@ -11,6 +11,10 @@
 
 namespace rnnkit {
 
+// Values of the weight gradients' right-hand operand packed at once (2 MiB
+// of float32); see by_k_blocks.
+constexpr std::size_t kOperandChunkElems = std::size_t(1) << 19;
+
 template <typename T>
 void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int nthreads) {
     const PackedRnn<T>& w = *ctx.weights;
@@ -113,15 +117,18 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
         rows_to_torch_order_in_place(w.layout, 1, out);
     };
     // dW_ih = dgx^T x X and dW_hh = dgh^T x H_prev, GEMMs whose depth is
-    // every packed row. The right-hand operand is packed one k block of
-    // the GEMM (kGemmKC rows) at a time, each block's product added on:
-    // the same sums in the same order as with all rows packed at once, in
-    // a kGemmKC-row buffer instead of an N-row one.
+    // every packed row. The right-hand operand is packed a few k blocks of
+    // the GEMM (kGemmKC rows each) at a time, each part's product added
+    // on: the same sums in the same order as with all rows packed at once,
+    // in a buffer of about kOperandChunkElems values (at least one k block)
+    // instead of N rows. Narrow operands stay one part (few regions).
     PackedMatrix<T> operand;
-    auto by_k_blocks = [&](auto block) {
-        for (int k0 = 0; k0 < rows; k0 += kGemmKC) block(k0, std::min(kGemmKC, rows - k0), k0 > 0);
+    auto by_k_blocks = [&](int cols, auto block) {
+        const int blocks = std::max<std::size_t>(1, kOperandChunkElems / (std::size_t(kGemmKC) * cols));
+        const int step = blocks >= (rows + kGemmKC - 1) / kGemmKC ? rows : blocks * kGemmKC;
+        for (int k0 = 0; k0 < rows; k0 += step) block(k0, std::min(step, rows - k0), k0 > 0);
     };
-    by_k_blocks([&](int k0, int kc, bool acc) {
+    by_k_blocks(I, [&](int k0, int kc, bool acc) {
         pack_matrix(kern, kc, I, ctx.x + std::size_t(k0) * I, I, 1, operand, nthreads);
         gemm_parallel(kern, GH, dgx.data() + std::size_t(k0) * GH, 1, GH, operand, a.dw_ih, I, acc, nthreads);
     });
@@ -152,7 +159,7 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
         return {ctx.h.data() + (ctx.in_row(t) + b) * H, step_rows.rows(t) - b};
     };
     PackedMatrix<T> rh_packed;
-    by_k_blocks([&](int k0, int kc, bool acc) {
+    by_k_blocks(H, [&](int k0, int kc, bool acc) {
         pack_row_runs(kern, kc, H, H, [&](int k) { return h_run(k0 + k); }, operand, nthreads);
         const T* dg = dgh + std::size_t(k0) * GH;
         if (rbl) gru_rbl_grad_whh(w, kc, dg, operand, ctx.rh.data() + std::size_t(k0) * H, a.dw_hh, acc, rh_packed,
