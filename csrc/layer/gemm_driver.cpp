@@ -53,6 +53,9 @@ namespace {
 // own page; gemm_serial copies such a block into a compact buffer first.
 bool a_is_column_major(std::ptrdiff_t rsa, std::ptrdiff_t csa) { return rsa == 1 && csa > kGemmMC; }
 
+// A left-hand operand this small is read from L2 however often it is read.
+constexpr std::size_t kSmallOperandBytes = std::size_t(512) << 10;
+
 // Rows of the next micro-tile when `left` rows remain. A short last tile
 // has too few accumulator chains to hide the FMA latency (2 rows of the
 // AVX2 6x16 tile: 4 chains where 8 are needed), so the last full tile and
@@ -170,9 +173,28 @@ void gemm_parallel(const Kernels<T>& kern, int M, const T* a, std::ptrdiff_t rsa
 template <typename T>
 void gemm_parallel_transposed_b(const Kernels<T>& kern, int M, const T* a, std::ptrdiff_t lda,
                                 const PackedMatrix<T>& bt, T* c, std::ptrdiff_t ldc, int nthreads) {
-    // Slices as wide as gemm_parallel's column tiles, so A is read as often
-    // as with the whole transpose; wider when there are too few rows to
-    // give every thread a tile of each slice.
+    // An A small enough to stay in L2 (a batch of one, a short sequence)
+    // may be read once per two panels: each thread transposes two of its
+    // own panels at a time into a buffer of its own and multiplies them,
+    // without barriers, in a fraction of a full-width slice's memory.
+    const int nr = bt.nr, panels = (bt.K + nr - 1) / nr;
+    if (std::size_t(M) * lda * sizeof(T) <= kSmallOperandBytes) {
+        const double flops = 2.0 * M * bt.N * bt.K;
+        parallel_region(flops < 2e5 ? 1 : std::min(nthreads, panels), [&](int tid, int nth) {
+            int p0, p1;
+            split_range(panels, tid, nth, p0, p1);
+            PackedMatrix<T> mine;
+            for (int p = p0; p < p1; p += 2) {
+                const int n0 = p * nr, nc = std::min(bt.K, std::min(p1, p + 2) * nr) - n0;
+                pack_transposed(kern, bt, n0, nc, mine, 1);
+                gemm_serial(kern, M, 0, nc, a, lda, 1, mine, c + n0, ldc, false);
+            }
+        });
+        return;
+    }
+    // Otherwise slices as wide as gemm_parallel's column tiles, so A is read
+    // as often as with the whole transpose; wider when there are too few
+    // rows to give every thread a tile of each slice.
     const int row_tiles = (M + kGemmMC - 1) / kGemmMC;
     const int width = 8 * bt.nr * std::max(1, (nthreads + row_tiles - 1) / row_tiles);
     PackedMatrix<T> slice;

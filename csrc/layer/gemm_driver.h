@@ -83,9 +83,10 @@ void gemm_parallel(const Kernels<T>& kern, int M, const T* a, std::ptrdiff_t rsa
 
 // C (M x bt.K) = A (M x bt.N, row-major, lda) x bt^T, for a B whose
 // transpose is what is packed (the forward pack of W_ih^T, when dx needs
-// W_ih). The transpose is packed one slice of columns at a time, so only
-// a slice is ever alive; the sums are those of gemm_parallel on the whole
-// transpose, in the same order.
+// W_ih). The transpose is packed one slice of columns at a time (with a
+// small A, two panels per thread at a time), so only a slice is ever
+// alive; the sums are those of gemm_parallel on the whole transpose, in
+// the same order.
 template <typename T>
 void gemm_parallel_transposed_b(const Kernels<T>& kern, int M, const T* a, std::ptrdiff_t lda,
                                 const PackedMatrix<T>& bt, T* c, std::ptrdiff_t ldc, int nthreads);
