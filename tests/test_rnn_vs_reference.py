@@ -6,6 +6,8 @@ The reference gets float64 copies of exactly the (possibly float32-rounded)
 inputs rnnkit gets, so the comparison measures only the kernels' arithmetic.
 """
 
+import gc
+
 import numpy as np
 import pytest
 
@@ -312,6 +314,20 @@ def test_backward_refuses_a_changed_x(cell, where, isa, dtype):
         backward(case)
     flat[where] = kept
     assert_all_equal(expected[1], backward(case), what="after restoring x: ")
+
+
+@pytest.mark.parametrize("cell", CELL_FORMS)
+def test_ctx_keeps_x_alive(cell, isa, dtype):
+    # The ctx holds the only reference to a temporary x: its memory must
+    # not be freed (and reused) before the backward reads it.
+    T, B, I, H = 4, 3, 9, 17
+    case = make_case(cell, T, B, I, H, dtype, seed=5)
+    expected = rnnkit_forward_backward(cell, case, reverse=False)
+    backward = forward_ctx(cell, case["x"].copy(), pack(cell, case), case["h0"], case.get("c0"))
+    gc.collect()
+    reuse = [np.full_like(case["x"], 9.0) for _ in range(8)]
+    assert_all_equal(expected[1], backward(case), what="with x kept only by the ctx: ")
+    del reuse
 
 
 @pytest.mark.parametrize("cell", CELL_FORMS)
