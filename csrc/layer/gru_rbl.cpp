@@ -1,5 +1,6 @@
 #include "layer/gru_rbl.h"
 
+#include "layer/rnn_common.h"
 #include "layer/threading.h"
 
 namespace rnnkit {
@@ -12,7 +13,8 @@ void gru_rbl_forward_step(const PackedRnn<T>& w, const GruRblForwardStep<T>& s, 
     const std::ptrdiff_t ld_ws = std::ptrdiff_t(kWorkspaceSlots) * H;
     // r and z of the thread's blocks, each from one product with its 2 * units
     // columns of W_h[rz]^T (block starts are multiples of every panel width).
-    for (int j = jb; j < je; ++j) {
+    for (int k = jb; k < je; ++k) {
+        const int j = walked(k, jb, je, s.backwards);
         const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
         gemm_serial(kern, s.rows, 2 * u0, 2 * (u0 + units), s.h_prev, H, 1, w.whh_t, scratch, 2 * units, false);
         GruRblRzFwdArgs<T> a{s.rows, units, s.gx + 2 * u0, GH, scratch, 2 * units, w.bias.data() + 2 * u0,
@@ -21,7 +23,8 @@ void gru_rbl_forward_step(const PackedRnn<T>& w, const GruRblForwardStep<T>& s, 
     }
     // The n products below read r * h_prev of every unit.
     region_barrier(nth);
-    for (int j = jb; j < je; ++j) {
+    for (int k = jb; k < je; ++k) {
+        const int j = walked(k, jb, je, s.backwards);
         const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
         T* wsb = s.ws + kWorkspaceSlots * u0;
         gemm_serial(kern, s.rows, u0, u0 + units, s.rh, H, 1, w.whn_t, scratch, units, false);
@@ -48,7 +51,8 @@ void gru_rbl_backward_step(const PackedRnn<T>& w, const PackedMatrix<T>& w_rz, c
     }
     // d(r * h_prev) = da_n W_hn reads da_n of every unit.
     region_barrier(nth);
-    for (int j = jb; j < je; ++j) {
+    for (int k = jb; k < je; ++k) {
+        const int j = walked(k, jb, je, s.backwards);
         const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
         gemm_serial(kern, s.rows, u0, u0 + units, dg_n, GH, 1, w_n, scratch, units, false);
         GruRblRBwdArgs<T> a{s.rows, units, s.ws + kWorkspaceSlots * u0, ld_ws, s.h_prev + u0, H, scratch, units,
@@ -58,7 +62,8 @@ void gru_rbl_backward_step(const PackedRnn<T>& w, const PackedMatrix<T>& w_rz, c
     // dh_prev += [da_r, da_z] W_h[rz] reads da_r of every unit; each thread
     // adds onto its own units only.
     region_barrier(nth);
-    for (int j = jb; j < je; ++j) {
+    for (int k = jb; k < je; ++k) {
+        const int j = walked(k, jb, je, s.backwards);
         const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
         gemm_serial(kern, s.rows, u0, u0 + units, s.dgates, GH, 1, w_rz, s.dh + u0, H, true);
     }

@@ -19,6 +19,7 @@ struct GruRblForwardStep {
     T* h;
     T* rh;              // out: r * h_prev
     T* ws;              // out: r, z, n per block (scratch in inference)
+    bool backwards;     // walk the blocks backwards (odd steps; see walked)
 };
 
 template <typename T>
@@ -29,6 +30,7 @@ struct GruRblBackwardStep {
     const T* dy;        // or nullptr
     T* dh;              // in: dh from the step after; out: dh_prev
     T* dgates;          // out: pre-activation gate gradients (both sides)
+    bool backwards;     // walk the blocks backwards (odd steps; see walked)
 };
 
 // Called by every thread of a region of nth threads. scratch: this thread's

@@ -63,7 +63,7 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
             T* dgh_t = same_sides ? dgx_t : dgh_step.data();
             if (rbl) {
                 const T* hp = ctx.h.data() + ctx.in_row(t) * H;
-                gru_rbl_backward_step(w, whh, *whn, GruRblBackwardStep<T>{m, ws, hp, dy, dh.data(), dgx_t},
+                gru_rbl_backward_step(w, whh, *whn, GruRblBackwardStep<T>{m, ws, hp, dy, dh.data(), dgx_t, s % 2 == 1},
                                       rbl_scratch.data() + std::size_t(B) * kUnitBlock * tid, jb, je, nth);
                 continue;
             }
@@ -87,8 +87,11 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
             // The product below reads the gate gradients of every unit.
             region_barrier(nth);
             // dh_{t-1} = dgh_t x W_hh (GRU: added to the direct path dh * z).
-            if (pb < pe) {
-                const int n0 = pb * whh.nr, n1 = std::min(H, pe * whh.nr);
+            // Two panels at a time, walked backwards on odd steps (see walked).
+            const int pairs = (pe - pb + 1) / 2;
+            for (int k = 0; k < pairs; ++k) {
+                const int q = walked(k, 0, pairs, s % 2);
+                const int n0 = (pb + 2 * q) * whh.nr, n1 = std::min(H, std::min(pb + 2 * q + 2, pe) * whh.nr);
                 gemm_serial(kern, m, n0, n1, dgh_t, GH, 1, whh, dh.data() + n0, H, !lstm);
             }
             region_barrier(nth);

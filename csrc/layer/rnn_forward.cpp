@@ -218,10 +218,11 @@ void rnn_forward(const PackedRnn<T>& w, const ForwardArgs<T>& a, TrainingContext
         T* ws = training ? ctx->gates.data() + step_rows.start(t) * ld_ws : nullptr;
         if (rbl) {
             T* rh = training ? ctx->rh.data() + step_rows.start(t) * H : rh_step.data();
-            gru_rbl_forward_step(w, GruRblForwardStep<T>{m, gxt, hp, ho, rh, ws ? ws : ws_step.data()}, gh, jb, je,
-                                 nth);
+            gru_rbl_forward_step(w, GruRblForwardStep<T>{m, gxt, hp, ho, rh, ws ? ws : ws_step.data(), s % 2 == 1}, gh,
+                                 jb, je, nth);
         } else {
-            for (int j = jb; j < je; ++j) {
+            for (int k = jb; k < je; ++k) {
+                const int j = walked(k, jb, je, s % 2);
                 const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
                 const int ld = G * units;
                 // Recurrent product for this block's gates only.
