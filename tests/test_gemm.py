@@ -1,8 +1,10 @@
 """The GEMM driver and micro-kernels (rnnkit._core.gemm: pack B, then the
 driver's blocking and tiling) on every ISA of this CPU.
 
-Edge shapes: single rows (taken two or three panels at a time), row counts
-that leave a short last micro-tile (split evenly with the tile before),
+Edge shapes: one to three rows (taken two or three panels at a time), row
+counts that leave a few rows beyond whole micro-tiles (AVX2: those rows
+also take several panels at a time; elsewhere split evenly with the tile
+before), panel counts that group as 3 + 3 + 2 + 2 or 2 + 2,
 column counts around the panel widths (16 for AVX-512 float64 and AVX2
 float32, 32 for AVX-512 float32) and depths across one k block. Each row's
 sums are one chain of FMAs in increasing k wherever the row sits, so every
@@ -16,7 +18,7 @@ import rnnkit
 
 core = rnnkit._core
 
-ROWS = [1, 2, 7, 8, 9, 13, 17]
+ROWS = [1, 2, 3, 4, 7, 8, 9, 10, 11, 13, 14, 15, 17]
 COLS = [1, 15, 33, 64, 65, 96, 97, 112, 160, 224]
 DEPTHS = [1, 5, 300]
 

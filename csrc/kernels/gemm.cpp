@@ -68,40 +68,48 @@ void ukernel_rows(int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t c
     }
 }
 
-// One row of A against P neighbouring panels (a matrix-vector product), P
-// = 2 or 3: a single row has only NV accumulator chains, too few to hide
-// the FMA latency; P panels multiply them. Panel q starts q * stride
+// R rows of A (R = 1..3) against P neighbouring panels (P = 2 or 3): a tile
+// of a few rows over one panel has R * NV accumulator chains, too few to
+// hide the FMA latency (AVX2: 2 rows, 4 chains where 8 are needed), and
+// more loads per FMA; P panels multiply both. Panel q starts q * stride
 // values after the first. Each C element is still one chain of FMAs in
-// increasing k, the same sums as ukernel_rows<T, 1>.
-template <typename T, int P>
-void ukernel_row_panels(int n, int k, const T* a, std::ptrdiff_t csa, const T* b, std::ptrdiff_t stride, T* c,
-                        bool accumulate) {
+// increasing k, the same sums as ukernel_rows.
+template <typename T, int R, int P>
+void ukernel_rows_panels(int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa, const T* b,
+                         std::ptrdiff_t stride, T* c, std::ptrdiff_t ldc, bool accumulate) {
     using V = Vec<T>;
     constexpr int W = V::width;
     constexpr int NR = NV * W;
-    typename V::reg acc[P * NV];
-    for (int j = 0; j < P * NV; ++j) acc[j] = V::zero();
+    typename V::reg acc[R][P * NV];
+    for (int i = 0; i < R; ++i)
+        for (int j = 0; j < P * NV; ++j) acc[i][j] = V::zero();
     for (int p = 0; p < k; ++p) {
-        const typename V::reg av = V::set1(a[p * csa]);
+        typename V::reg av[R];
+        for (int i = 0; i < R; ++i) av[i] = V::set1(a[i * rsa + p * csa]);
         for (int q = 0; q < P; ++q)
-            for (int j = 0; j < NV; ++j)
-                acc[q * NV + j] = V::fmadd(av, V::load(b + q * stride + p * NR + j * W), acc[q * NV + j]);
+            for (int j = 0; j < NV; ++j) {
+                const typename V::reg bv = V::load(b + q * stride + p * NR + j * W);
+                for (int i = 0; i < R; ++i) acc[i][q * NV + j] = V::fmadd(av[i], bv, acc[i][q * NV + j]);
+            }
     }
-    for (int j = 0; j < P * NV; ++j) {
-        int lanes = n - j * W;
-        if (lanes <= 0) break;
-        if (lanes > W) lanes = W;
-        typename V::reg v = acc[j];
-        if (accumulate) v = V::add(load_any(c + j * W, lanes), v);
-        store_any(c + j * W, v, lanes);
-    }
+    for (int i = 0; i < R; ++i)
+        for (int j = 0; j < P * NV; ++j) {
+            int lanes = n - j * W;
+            if (lanes <= 0) break;
+            if (lanes > W) lanes = W;
+            typename V::reg v = acc[i][j];
+            if (accumulate) v = V::add(load_any(c + i * ldc + j * W, lanes), v);
+            store_any(c + i * ldc + j * W, v, lanes);
+        }
 }
 
 template <typename T>
-void ukernel_row_multi(int panels, int n, int k, const T* a, std::ptrdiff_t csa, const T* b, std::ptrdiff_t stride,
-                       T* c, bool accumulate) {
-    if (panels == 3) ukernel_row_panels<T, 3>(n, k, a, csa, b, stride, c, accumulate);
-    else ukernel_row_panels<T, 2>(n, k, a, csa, b, stride, c, accumulate);
+void ukernel_rows_multi(int rows, int panels, int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
+                        const T* b, std::ptrdiff_t stride, T* c, std::ptrdiff_t ldc, bool accumulate) {
+    const auto run = [&](auto kernel) { kernel(n, k, a, rsa, csa, b, stride, c, ldc, accumulate); };
+    if (rows == 1) run(panels == 3 ? ukernel_rows_panels<T, 1, 3> : ukernel_rows_panels<T, 1, 2>);
+    else if (rows == 2) run(panels == 3 ? ukernel_rows_panels<T, 2, 3> : ukernel_rows_panels<T, 2, 2>);
+    else run(panels == 3 ? ukernel_rows_panels<T, 3, 3> : ukernel_rows_panels<T, 3, 2>);
 }
 
 // Row counts 1..MR each get a fully unrolled instantiation, so a batch of 1
@@ -176,8 +184,10 @@ template <typename T>
 void fill_gemm(Kernels<T>& k) {
     k.gemm_mr = kGemmMR;
     k.gemm_nr = NV * Vec<T>::width;
+    k.gemm_panel_rows = kGemmPanelRows;
+    k.gemm_spare_panel_rows = kGemmSparePanelRows;
     k.gemm_ukernel = &gemm_ukernel<T>;
-    k.gemm_row_panels = &ukernel_row_multi<T>;
+    k.gemm_rows_panels = &ukernel_rows_multi<T>;
     k.pack_b_panel = &pack_b_panel<T>;
 }
 

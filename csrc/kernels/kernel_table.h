@@ -124,16 +124,20 @@ template <typename T> struct GruRblRBwdArgs {
 template <typename T> struct Kernels {
     const char* isa;
     int gemm_mr, gemm_nr;   // micro-tile rows and columns
+    // Rows that gemm_rows_panels takes: all rows when there are at most
+    // gemm_panel_rows, rows beyond whole tiles when at most gemm_spare_panel_rows.
+    int gemm_panel_rows, gemm_spare_panel_rows;
     // C[m x n] (+)= A[m x k] * Bpanel[k x nr]; a(i, p) = a[i * rsa + p * csa];
     // m <= mr, n <= nr; the panel is k rows of nr values, zero padded.
     // b_next: the panel the caller reads next (prefetched meanwhile), or nullptr.
     void (*gemm_ukernel)(int m, int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
                          const T* b_panel, const T* b_next, T* c, std::ptrdiff_t ldc, bool accumulate);
-    // C[1 x n] (+)= a[1 x k] * [panel 0 | ... | panel P-1], P = `panels`
-    // (2 or 3), n <= P * nr, for a single row of A (a(p) = a[p * csa]);
-    // panel q starts at b + q * stride. C's columns are contiguous.
-    void (*gemm_row_panels)(int panels, int n, int k, const T* a, std::ptrdiff_t csa, const T* b,
-                            std::ptrdiff_t stride, T* c, bool accumulate);
+    // C[m x n] (+)= A[m x k] * [panel 0 | ... | panel P-1] for a few rows,
+    // m = `rows` (1 to 3), P = `panels` (2 or 3), n <= P * nr; panel q
+    // starts at b + q * stride. A and C as for gemm_ukernel.
+    void (*gemm_rows_panels)(int rows, int panels, int n, int k, const T* a, std::ptrdiff_t rsa,
+                             std::ptrdiff_t csa, const T* b, std::ptrdiff_t stride, T* c, std::ptrdiff_t ldc,
+                             bool accumulate);
     // Copies the k x n (n <= nr) block b(p, j) = b[p * rsb + j * csb] into a
     // panel of k rows of nr values, padding columns n..nr-1 with zeros.
     // Fast where rows (csb == 1) or columns (rsb == 1) are contiguous.

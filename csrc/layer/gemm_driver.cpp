@@ -57,14 +57,25 @@ bool a_is_column_major(std::ptrdiff_t rsa, std::ptrdiff_t csa) { return rsa == 1
 constexpr std::size_t kSmallOperandBytes = std::size_t(512) << 10;
 
 // Rows of the next micro-tile when `left` rows remain. A short last tile
-// has too few accumulator chains to hide the FMA latency (2 rows of the
-// AVX2 6x16 tile: 4 chains where 8 are needed), so the last full tile and
-// the remainder are split evenly instead: 8 rows as 4 + 4, not 6 + 2.
+// has too few accumulator chains to hide the FMA latency, so the last full
+// tile and a remainder too large for gemm_rows_panels are split evenly:
+// 10 AVX2 rows as 5 + 5, not 6 + 4.
 // Where a row sits in a tile does not change its sums.
 inline int row_tile(int left, int mr) {
     if (left <= mr) return left;
     if (left < 2 * mr) return (left + 1) / 2;
     return mr;
+}
+
+// Panels per gemm_rows_panels call for `rows` rows when `left` panels
+// remain: enough accumulator chains (rows x panels x NV registers, at most
+// 12 of AVX2's 16), and no panel left alone where that can be helped (a
+// GRU block of 3 x 32 columns as one group of 3).
+inline int panel_group(int rows, int left) {
+    if (left <= 2) return left;
+    if (rows == 1) return left == 3 ? 3 : 2;
+    if (rows == 2) return left == 4 ? 2 : 3;
+    return 2;
 }
 
 }  // namespace
@@ -95,32 +106,40 @@ void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std:
                 ab = dst;
                 cs = ib;
             }
-            // A single row takes its panels two or three at a time (see
-            // gemm_row_panels): three when three are left, so an odd count
-            // (a GRU block of 3 x 32 columns) leaves no panel alone.
-            int j = n0;
-            if (i1 - i0 == 1)
-                while (n1 - j > nr) {
-                    const int p = n1 - j > 3 * nr || n1 - j <= 2 * nr ? 2 : 3;
-                    kern.gemm_row_panels(p, std::min(n1 - j, p * nr), kc, ab, cs, b.panel(k0, j),
-                                         b.panel(k0, j + nr) - b.panel(k0, j), c + i0 * ldc + (j - n0), acc);
-                    j += p * nr;
+            // Rows in micro-tiles over one panel at a time, except the few
+            // the ISA hands to gemm_rows_panels, a few panels at a time.
+            const int rows = i1 - i0, spare = rows % mr;
+            const int rest = rows <= kern.gemm_panel_rows ? rows : spare <= kern.gemm_spare_panel_rows ? spare : 0;
+            const int tiled = rows - rest;
+            for (int j = n0; j < n1;) {
+                const int group = rest ? panel_group(rest, (n1 - j + nr - 1) / nr) : 1;
+                for (int q = 0; q < group; ++q) {
+                    const int jq = j + q * nr;
+                    const T* panel = b.panel(k0, jq);
+                    const int nc = n1 - jq < nr ? n1 - jq : nr;
+                    // With several row tiles per panel, the first fetches the
+                    // next panel of this k block while the others reuse the
+                    // current one from L1. A single row tile streams its panels
+                    // faster without the extra loads (the hardware prefetcher
+                    // follows a stream that simple).
+                    const T* next = jq + nr < n1 && tiled > mr ? b.panel(k0, jq + nr) : nullptr;
+                    for (int i = i0; i < i0 + tiled;) {
+                        const int mc = row_tile(i0 + tiled - i, mr);
+                        kern.gemm_ukernel(mc, nc, kc, ab + (i - i0) * rsa, rsa, cs, panel, i == i0 ? next : nullptr,
+                                          c + i * ldc + (jq - n0), ldc, acc);
+                        i += mc;
+                    }
                 }
-            for (; j < n1; j += nr) {
-                const T* panel = b.panel(k0, j);
-                const int nc = n1 - j < nr ? n1 - j : nr;
-                // With several row tiles per panel, the first fetches the
-                // next panel of this k block while the others reuse the
-                // current one from L1. A single row tile streams its panels
-                // faster without the extra loads (the hardware prefetcher
-                // follows a stream that simple).
-                const T* next = j + nr < n1 && i1 - i0 > mr ? b.panel(k0, j + nr) : nullptr;
-                for (int i = i0; i < i1;) {
-                    const int mc = row_tile(i1 - i, mr);
-                    kern.gemm_ukernel(mc, nc, kc, ab + (i - i0) * rsa, rsa, cs, panel, i == i0 ? next : nullptr,
-                                      c + i * ldc + (j - n0), ldc, acc);
-                    i += mc;
+                if (rest) {
+                    const T* ar = ab + tiled * rsa;
+                    T* cr = c + (i0 + tiled) * ldc + (j - n0);
+                    const int nc = std::min(n1 - j, group * nr);
+                    if (group > 1)
+                        kern.gemm_rows_panels(rest, group, nc, kc, ar, rsa, cs, b.panel(k0, j),
+                                              b.panel(k0, j + nr) - b.panel(k0, j), cr, ldc, acc);
+                    else kern.gemm_ukernel(rest, nc, kc, ar, rsa, cs, b.panel(k0, j), nullptr, cr, ldc, acc);
                 }
+                j += group * nr;
             }
         }
     }

@@ -11,6 +11,13 @@ namespace avx2 {
 // 16 ymm registers, and 12 >= FMA latency x FMA ports on current x86 cores.
 constexpr int kGemmMR = 6;
 constexpr int kGemmNV = 2;
+// Rows that take several panels at a time instead (gemm_rows_panels): all
+// of them when there are at most this many, and as many rows left over
+// beyond whole tiles. Split evenly with a full tile, 8 rows would be two
+// 4-row tiles of 8 chains each, too few: 94 GFLOP/s, against 105 as a 6-row
+// tile and 2 rows x 3 panels (Zen 4).
+constexpr int kGemmPanelRows = 3;
+constexpr int kGemmSparePanelRows = 3;
 
 template <typename T> struct Vec;
 

@@ -12,6 +12,11 @@ namespace avx512 {
 // zmm registers; enough independent chains to hide FMA latency.
 constexpr int kGemmMR = 8;
 constexpr int kGemmNV = 2;
+// Rows that take several panels at a time instead (gemm_rows_panels): all
+// of them when there are at most this many; rows left over beyond whole
+// tiles are split evenly (tiles of 5 or more rows have chains enough).
+constexpr int kGemmPanelRows = 3;
+constexpr int kGemmSparePanelRows = 0;
 
 template <typename T> struct Vec;
 

@@ -11,6 +11,10 @@ namespace neon {
 // 8 x 8 float tile: 16 accumulators + 2 B vectors + 1 broadcast of 32 regs.
 constexpr int kGemmMR = 8;
 constexpr int kGemmNV = 2;
+// Rows that take several panels at a time instead (gemm_rows_panels), as
+// for AVX-512.
+constexpr int kGemmPanelRows = 3;
+constexpr int kGemmSparePanelRows = 0;
 
 template <typename T> struct Vec;
 
