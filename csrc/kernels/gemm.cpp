@@ -103,6 +103,10 @@ void ukernel_rows_panels(int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrd
         }
 }
 
+static_assert(kGemmPanelRows >= 1 && kGemmPanelRows <= 3 && kGemmSparePanelRows <= 3 &&
+                  kGemmSparePanelRows < kGemmMR,
+              "gemm_rows_panels takes 1 to 3 rows");
+
 template <typename T>
 void ukernel_rows_multi(int rows, int panels, int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
                         const T* b, std::ptrdiff_t stride, T* c, std::ptrdiff_t ldc, bool accumulate) {

@@ -131,6 +131,7 @@ void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std:
                     }
                 }
                 if (rest) {
+                    // (A copied into a block was column-major: rsa == 1 there too.)
                     const T* ar = ab + tiled * rsa;
                     T* cr = c + (i0 + tiled) * ldc + (j - n0);
                     const int nc = std::min(n1 - j, group * nr);

@@ -14,7 +14,8 @@ constexpr int kGemmMR = 8;
 constexpr int kGemmNV = 2;
 // Rows that take several panels at a time instead (gemm_rows_panels): all
 // of them when there are at most this many; rows left over beyond whole
-// tiles are split evenly (tiles of 5 or more rows have chains enough).
+// tiles are split evenly with the last tile (9 rows as 5 + 4: 8 or more
+// zmm chains, enough).
 constexpr int kGemmPanelRows = 3;
 constexpr int kGemmSparePanelRows = 0;
 
