@@ -110,10 +110,14 @@ static_assert(kGemmPanelRows >= 1 && kGemmPanelRows <= 3 && kGemmSparePanelRows 
 template <typename T>
 void ukernel_rows_multi(int rows, int panels, int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
                         const T* b, std::ptrdiff_t stride, T* c, std::ptrdiff_t ldc, bool accumulate) {
-    const auto run = [&](auto kernel) { kernel(n, k, a, rsa, csa, b, stride, c, ldc, accumulate); };
-    if (rows == 1) run(panels == 3 ? ukernel_rows_panels<T, 1, 3> : ukernel_rows_panels<T, 1, 2>);
-    else if (rows == 2) run(panels == 3 ? ukernel_rows_panels<T, 2, 3> : ukernel_rows_panels<T, 2, 2>);
-    else run(panels == 3 ? ukernel_rows_panels<T, 3, 3> : ukernel_rows_panels<T, 3, 2>);
+    switch (rows * 4 + panels) {
+    case 1 * 4 + 3: ukernel_rows_panels<T, 1, 3>(n, k, a, rsa, csa, b, stride, c, ldc, accumulate); break;
+    case 1 * 4 + 2: ukernel_rows_panels<T, 1, 2>(n, k, a, rsa, csa, b, stride, c, ldc, accumulate); break;
+    case 2 * 4 + 3: ukernel_rows_panels<T, 2, 3>(n, k, a, rsa, csa, b, stride, c, ldc, accumulate); break;
+    case 2 * 4 + 2: ukernel_rows_panels<T, 2, 2>(n, k, a, rsa, csa, b, stride, c, ldc, accumulate); break;
+    case 3 * 4 + 3: ukernel_rows_panels<T, 3, 3>(n, k, a, rsa, csa, b, stride, c, ldc, accumulate); break;
+    default: ukernel_rows_panels<T, 3, 2>(n, k, a, rsa, csa, b, stride, c, ldc, accumulate); break;
+    }
 }
 
 // Row counts 1..MR each get a fully unrolled instantiation, so a batch of 1

@@ -113,7 +113,7 @@ void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std:
             const int tiled = rows - rest;
             for (int j = n0; j < n1;) {
                 const int group = rest ? panel_group(rest, (n1 - j + nr - 1) / nr) : 1;
-                for (int q = 0; q < group; ++q) {
+                for (int q = 0; tiled > 0 && q < group; ++q) {
                     const int jq = j + q * nr;
                     const T* panel = b.panel(k0, jq);
                     const int nc = n1 - jq < nr ? n1 - jq : nr;
