@@ -87,11 +87,14 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
             // The product below reads the gate gradients of every unit.
             region_barrier(nth);
             // dh_{t-1} = dgh_t x W_hh (GRU: added to the direct path dh * z).
-            // Two panels at a time, walked backwards on odd steps (see walked).
-            const int pairs = (pe - pb + 1) / 2;
+            // Two panels at a time (the last three of an odd count, so a
+            // single row never takes a panel alone), walked backwards on odd
+            // steps (see walked).
+            const int pairs = pe - pb == 1 ? 1 : (pe - pb) / 2;
             for (int k = 0; k < pairs; ++k) {
                 const int q = walked(k, 0, pairs, s % 2);
-                const int n0 = (pb + 2 * q) * whh.nr, n1 = std::min(H, std::min(pb + 2 * q + 2, pe) * whh.nr);
+                const int p0 = pb + 2 * q, p1 = q + 1 == pairs ? pe : p0 + 2;
+                const int n0 = p0 * whh.nr, n1 = std::min(H, p1 * whh.nr);
                 gemm_serial(kern, m, n0, n1, dgh_t, GH, 1, whh, dh.data() + n0, H, !lstm);
             }
             region_barrier(nth);
