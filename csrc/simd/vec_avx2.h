@@ -35,19 +35,18 @@ template <> struct Vec<float> {
     static inline reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
     static inline reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
     static inline reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+    // Where either is NaN, the second operand (so NaN in b gives NaN).
     static inline reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
-    static inline reg abs(reg a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
     static inline mask lt(reg a, reg b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
-    static inline mask isnan(reg a) { return _mm256_cmp_ps(a, a, _CMP_UNORD_Q); }
     static inline reg select(mask m, reg a, reg b) { return _mm256_blendv_ps(b, a, m); }
-    static inline reg copysign_pos(reg a, reg s) {
-        return _mm256_or_ps(a, _mm256_and_ps(s, _mm256_set1_ps(-0.0f)));
+    static inline reg neg_abs(reg a) { return _mm256_or_ps(a, _mm256_set1_ps(-0.0f)); }
+    static inline reg copysign(reg a, reg s) {
+        const reg sign = _mm256_set1_ps(-0.0f);
+        return _mm256_or_ps(_mm256_andnot_ps(sign, a), _mm256_and_ps(sign, s));
     }
-    static inline reg round(reg a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-    // 2^n for integral n in [-127, 127], built in the exponent field.
-    static inline reg pow2(reg n) {
-        __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
-        return _mm256_castsi256_ps(_mm256_slli_epi32(e, mantissa_bits));
+    static constexpr bool exact_fma = true;
+    static inline reg shift_to_exponent(reg t) {
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), mantissa_bits));
     }
     // r[i] = row i of an 8 x 8 block in, column i out: pairs interleaved,
     // 4 x 4 blocks within 128-bit lanes, then the lanes swapped across.
@@ -84,19 +83,18 @@ template <> struct Vec<double> {
     static inline reg mul(reg a, reg b) { return _mm256_mul_pd(a, b); }
     static inline reg div(reg a, reg b) { return _mm256_div_pd(a, b); }
     static inline reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
+    // Where either is NaN, the second operand (so NaN in b gives NaN).
     static inline reg max(reg a, reg b) { return _mm256_max_pd(a, b); }
-    static inline reg abs(reg a) { return _mm256_andnot_pd(_mm256_set1_pd(-0.0), a); }
     static inline mask lt(reg a, reg b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
-    static inline mask isnan(reg a) { return _mm256_cmp_pd(a, a, _CMP_UNORD_Q); }
     static inline reg select(mask m, reg a, reg b) { return _mm256_blendv_pd(b, a, m); }
-    static inline reg copysign_pos(reg a, reg s) {
-        return _mm256_or_pd(a, _mm256_and_pd(s, _mm256_set1_pd(-0.0)));
+    static inline reg neg_abs(reg a) { return _mm256_or_pd(a, _mm256_set1_pd(-0.0)); }
+    static inline reg copysign(reg a, reg s) {
+        const reg sign = _mm256_set1_pd(-0.0);
+        return _mm256_or_pd(_mm256_andnot_pd(sign, a), _mm256_and_pd(sign, s));
     }
-    static inline reg round(reg a) { return _mm256_round_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-    // AVX2 has no double -> int64 conversion: go through int32 and widen.
-    static inline reg pow2(reg n) {
-        __m128i e32 = _mm_add_epi32(_mm256_cvtpd_epi32(n), _mm_set1_epi32(1023));
-        return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_cvtepi32_epi64(e32), mantissa_bits));
+    static constexpr bool exact_fma = true;
+    static inline reg shift_to_exponent(reg t) {
+        return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(t), mantissa_bits));
     }
     // r[i] = row i of a 4 x 4 block in, column i out.
     static inline void transpose(reg* r) {

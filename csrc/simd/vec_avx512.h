@@ -35,21 +35,22 @@ template <> struct Vec<float> {
     static inline reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
     static inline reg div(reg a, reg b) { return _mm512_div_ps(a, b); }
     static inline reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+    // Where either is NaN, the second operand (so NaN in b gives NaN).
     static inline reg max(reg a, reg b) { return _mm512_max_ps(a, b); }
-    static inline reg abs(reg a) {
-        return _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), _mm512_set1_epi32(0x7fffffff)));
-    }
     static inline mask lt(reg a, reg b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
-    static inline mask isnan(reg a) { return _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q); }
     static inline reg select(mask m, reg a, reg b) { return _mm512_mask_blend_ps(m, b, a); }
-    static inline reg copysign_pos(reg a, reg s) {
-        __m512i sign = _mm512_and_si512(_mm512_castps_si512(s), _mm512_set1_epi32(int(0x80000000u)));
-        return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(a), sign));
+    static inline reg neg_abs(reg a) {
+        return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(a), _mm512_set1_epi32(int(0x80000000u))));
     }
-    static inline reg round(reg a) { return _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-    static inline reg pow2(reg n) {
-        __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
-        return _mm512_castsi512_ps(_mm512_slli_epi32(e, mantissa_bits));
+    // The magnitude of a with the sign of s: one bitwise select (s where
+    // the mask has the sign bit, a elsewhere).
+    static inline reg copysign(reg a, reg s) {
+        return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(
+            _mm512_castps_si512(a), _mm512_castps_si512(s), _mm512_set1_epi32(int(0x80000000u)), 0xD8));
+    }
+    static constexpr bool exact_fma = true;
+    static inline reg shift_to_exponent(reg t) {
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(t), mantissa_bits));
     }
     // r[i] = row i of a 16 x 16 block in, column i out: pairs interleaved,
     // then 4 x 4 blocks within 128-bit lanes, then the lanes themselves.
@@ -91,21 +92,22 @@ template <> struct Vec<double> {
     static inline reg mul(reg a, reg b) { return _mm512_mul_pd(a, b); }
     static inline reg div(reg a, reg b) { return _mm512_div_pd(a, b); }
     static inline reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_pd(a, b, c); }
+    // Where either is NaN, the second operand (so NaN in b gives NaN).
     static inline reg max(reg a, reg b) { return _mm512_max_pd(a, b); }
-    static inline reg abs(reg a) {
-        return _mm512_castsi512_pd(_mm512_and_si512(_mm512_castpd_si512(a), _mm512_set1_epi64(0x7fffffffffffffffLL)));
-    }
     static inline mask lt(reg a, reg b) { return _mm512_cmp_pd_mask(a, b, _CMP_LT_OQ); }
-    static inline mask isnan(reg a) { return _mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q); }
     static inline reg select(mask m, reg a, reg b) { return _mm512_mask_blend_pd(m, b, a); }
-    static inline reg copysign_pos(reg a, reg s) {
-        __m512i sign = _mm512_and_si512(_mm512_castpd_si512(s), _mm512_set1_epi64((long long)0x8000000000000000ull));
-        return _mm512_castsi512_pd(_mm512_or_si512(_mm512_castpd_si512(a), sign));
+    static inline reg neg_abs(reg a) {
+        return _mm512_castsi512_pd(
+            _mm512_or_si512(_mm512_castpd_si512(a), _mm512_set1_epi64((long long)0x8000000000000000ull)));
     }
-    static inline reg round(reg a) { return _mm512_roundscale_pd(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
-    static inline reg pow2(reg n) {
-        __m512i e = _mm512_add_epi64(_mm512_cvtpd_epi64(n), _mm512_set1_epi64(1023));
-        return _mm512_castsi512_pd(_mm512_slli_epi64(e, mantissa_bits));
+    static inline reg copysign(reg a, reg s) {
+        return _mm512_castsi512_pd(_mm512_ternarylogic_epi64(
+            _mm512_castpd_si512(a), _mm512_castpd_si512(s), _mm512_set1_epi64((long long)0x8000000000000000ull),
+            0xD8));
+    }
+    static constexpr bool exact_fma = true;
+    static inline reg shift_to_exponent(reg t) {
+        return _mm512_castsi512_pd(_mm512_slli_epi64(_mm512_castpd_si512(t), mantissa_bits));
     }
     // r[i] = row i of an 8 x 8 block in, column i out: pairs interleaved
     // within 128-bit lanes, then the lanes gathered in two rounds.

@@ -46,6 +46,9 @@ template <> struct ExpConst<float> {
     // 2^n in range (n = -127 encodes 0). Every e^x that is a normal float
     // (x >= -87.34) is computed; below x_min the result is flushed to 0.
     static constexpr float x_min = -88.0f;
+    // 1.5 * 2^23 + bias: x log2 e + shifter rounds to an integer, and the
+    // mantissa bits below the 1.5 hold n + bias (|n| < 2^22).
+    static constexpr float shifter = 0x1.8p23f + 127.0f;
     // Taylor coefficients 1/k!, k = 7..2: truncation error of expm1(r) on
     // |r| <= 0.35 is below r^8/8! ~ 5e-9 absolute, 1.5e-8 relative.
     static constexpr int degree = 7;
@@ -58,6 +61,7 @@ template <> struct ExpConst<double> {
     static constexpr double ln2_lo = 1.90821492927058770002e-10;
     // As for float: n >= -1023, and every normal e^x (x >= -708.40) computed.
     static constexpr double x_min = -709.0;
+    static constexpr double shifter = 0x1.8p52 + 1023.0;  // 1.5 * 2^52 + bias
     // Taylor coefficients 1/k!, k = 13..2: truncation r^14/14! relative to r
     // is below 1.2e-17 on |r| <= 0.35.
     static constexpr int degree = 13;
@@ -72,21 +76,32 @@ template <> struct ExpConst<double> {
 // accurate to a few ulp in relative terms (expm1 has no cancellation near
 // 0 because p is evaluated directly). Below x_min, x is clamped there,
 // where n = -bias makes scale exactly 0: e^x = 0 and e^x - 1 = -1.
-// NaN inputs give unspecified numbers; callers restore NaN.
+// A NaN x passes the clamp and makes p NaN, so whatever callers build from
+// p is NaN too, without a test of its own.
 // Each stage runs over all N registers before the next: one register's
-// chain is ~25 dependent operations, and N independent chains side by side
+// chain is ~20 dependent operations, and N independent chains side by side
 // keep the FMA pipes busy where one at a time would leave them waiting.
 template <typename T, int N>
 inline void exp_parts_neg(const typename Vec<T>::reg* x, typename Vec<T>::reg* scale, typename Vec<T>::reg* p) {
     using V = Vec<T>;
     using C = ExpConst<T>;
     typename V::reg n[N], r[N], q[N];
-    for (int i = 0; i < N; ++i) {
-        // An explicit rounding instruction, not the add-and-subtract-2^23
-        // trick: that one breaks under excess precision (x87) or
-        // value-unsafe math.
-        r[i] = V::max(x[i], V::set1(C::x_min));
-        n[i] = V::round(V::mul(r[i], V::set1(C::log2e)));
+    // Every ISA's max(a, b) is NaN where b is NaN.
+    for (int i = 0; i < N; ++i) r[i] = V::max(V::set1(C::x_min), x[i]);
+    if constexpr (V::exact_fma) {
+        // n = round(x log2 e) by one FMA with the shifter, which leaves n +
+        // bias in the low mantissa bits: shifted into the exponent field
+        // they are 2^n, and taking the shifter off again gives n exactly.
+        for (int i = 0; i < N; ++i) {
+            const auto t = V::fmadd(r[i], V::set1(C::log2e), V::set1(C::shifter));
+            scale[i] = V::shift_to_exponent(t);
+            n[i] = V::sub(t, V::set1(C::shifter));
+        }
+    } else {
+        for (int i = 0; i < N; ++i) {
+            n[i] = V::round(V::mul(r[i], V::set1(C::log2e)));
+            scale[i] = V::pow2(n[i]);
+        }
     }
     for (int i = 0; i < N; ++i) r[i] = V::fmadd(n[i], V::set1(-C::ln2_hi), r[i]);
     for (int i = 0; i < N; ++i) r[i] = V::fmadd(n[i], V::set1(-C::ln2_lo), r[i]);
@@ -95,7 +110,6 @@ inline void exp_parts_neg(const typename Vec<T>::reg* x, typename Vec<T>::reg* s
     for (int k = 2; k < C::degree - 1; ++k)
         for (int i = 0; i < N; ++i) q[i] = V::fmadd(q[i], r[i], V::set1(C::coef[k]));
     for (int i = 0; i < N; ++i) p[i] = V::fmadd(V::mul(r[i], r[i]), q[i], r[i]);
-    for (int i = 0; i < N; ++i) scale[i] = V::pow2(n[i]);
 }
 
 // sigmoid(x) = 1 / (1 + e^-|x|) for x >= 0 and e^-|x| / (1 + e^-|x|) below:
@@ -112,23 +126,19 @@ inline void sigmoid_tanh(typename Vec<T>::reg* s, typename Vec<T>::reg* t) {
     using R = typename V::reg;
     constexpr int N = NS + NT;
     R a[N], scale[N], p[N];
-    for (int i = 0; i < NS; ++i) a[i] = V::sub(V::zero(), V::abs(s[i]));
-    for (int i = 0; i < NT; ++i) {
-        const R m = V::abs(t[i]);
-        a[NS + i] = V::sub(V::zero(), V::add(m, m));
-    }
+    for (int i = 0; i < NS; ++i) a[i] = V::neg_abs(s[i]);
+    for (int i = 0; i < NT; ++i) a[NS + i] = V::neg_abs(V::add(t[i], t[i]));
     exp_parts_neg<T, N>(a, scale, p);
     const R one = V::set1(T(1));
+    // Below 0 the numerator is e^-|x| itself: one division either way.
     for (int i = 0; i < NS; ++i) {
         const R e = V::fmadd(scale[i], p[i], scale[i]);
-        const R pos = V::div(one, V::add(one, e));
-        const R res = V::select(V::lt(s[i], V::zero()), V::mul(e, pos), pos);
-        s[i] = V::select(V::isnan(s[i]), s[i], res);
+        s[i] = V::div(V::select(V::lt(s[i], V::zero()), e, one), V::add(one, e));
     }
+    // expm1 <= 0, so the quotient is -tanh(|x|): copysign sets the sign.
     for (int i = 0; i < NT; ++i) {
         const R em1 = V::fmadd(scale[NS + i], p[NS + i], V::sub(scale[NS + i], one));
-        const R res = V::copysign_pos(V::div(V::abs(em1), V::add(em1, V::set1(T(2)))), t[i]);
-        t[i] = V::select(V::isnan(t[i]), t[i], res);
+        t[i] = V::copysign(V::div(em1, V::add(em1, V::set1(T(2)))), t[i]);
     }
 }
 

@@ -32,19 +32,17 @@ template <> struct Vec<float> {
     static inline reg mul(reg a, reg b) { return vmulq_f32(a, b); }
     static inline reg div(reg a, reg b) { return vdivq_f32(a, b); }
     static inline reg fmadd(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }
+    // NaN where either is NaN.
     static inline reg max(reg a, reg b) { return vmaxq_f32(a, b); }
-    static inline reg abs(reg a) { return vabsq_f32(a); }
     static inline mask lt(reg a, reg b) { return vcltq_f32(a, b); }
-    static inline mask isnan(reg a) { return vmvnq_u32(vceqq_f32(a, a)); }
     static inline reg select(mask m, reg a, reg b) { return vbslq_f32(m, a, b); }
-    static inline reg copysign_pos(reg a, reg s) {
-        uint32x4_t sign = vandq_u32(vreinterpretq_u32_f32(s), vdupq_n_u32(0x80000000u));
-        return vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(a), sign));
+    static inline reg neg_abs(reg a) {
+        return vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(a), vdupq_n_u32(0x80000000u)));
     }
-    static inline reg round(reg a) { return vrndnq_f32(a); }
-    static inline reg pow2(reg n) {
-        int32x4_t e = vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127));
-        return vreinterpretq_f32_s32(vshlq_n_s32(e, mantissa_bits));
+    static inline reg copysign(reg a, reg s) { return vbslq_f32(vdupq_n_u32(0x80000000u), s, a); }
+    static constexpr bool exact_fma = true;
+    static inline reg shift_to_exponent(reg t) {
+        return vreinterpretq_f32_u32(vshlq_n_u32(vreinterpretq_u32_f32(t), mantissa_bits));
     }
     // r[i] = row i of a 4 x 4 block in, column i out (through memory).
     static inline void transpose(reg* r) {
@@ -71,21 +69,17 @@ template <> struct Vec<double> {
     static inline reg mul(reg a, reg b) { return vmulq_f64(a, b); }
     static inline reg div(reg a, reg b) { return vdivq_f64(a, b); }
     static inline reg fmadd(reg a, reg b, reg c) { return vfmaq_f64(c, a, b); }
+    // NaN where either is NaN.
     static inline reg max(reg a, reg b) { return vmaxq_f64(a, b); }
-    static inline reg abs(reg a) { return vabsq_f64(a); }
     static inline mask lt(reg a, reg b) { return vcltq_f64(a, b); }
-    static inline mask isnan(reg a) {
-        return vreinterpretq_u64_u32(vmvnq_u32(vreinterpretq_u32_u64(vceqq_f64(a, a))));
-    }
     static inline reg select(mask m, reg a, reg b) { return vbslq_f64(m, a, b); }
-    static inline reg copysign_pos(reg a, reg s) {
-        uint64x2_t sign = vandq_u64(vreinterpretq_u64_f64(s), vdupq_n_u64(0x8000000000000000ull));
-        return vreinterpretq_f64_u64(vorrq_u64(vreinterpretq_u64_f64(a), sign));
+    static inline reg neg_abs(reg a) {
+        return vreinterpretq_f64_u64(vorrq_u64(vreinterpretq_u64_f64(a), vdupq_n_u64(0x8000000000000000ull)));
     }
-    static inline reg round(reg a) { return vrndnq_f64(a); }
-    static inline reg pow2(reg n) {
-        int64x2_t e = vaddq_s64(vcvtq_s64_f64(n), vdupq_n_s64(1023));
-        return vreinterpretq_f64_s64(vshlq_n_s64(e, mantissa_bits));
+    static inline reg copysign(reg a, reg s) { return vbslq_f64(vdupq_n_u64(0x8000000000000000ull), s, a); }
+    static constexpr bool exact_fma = true;
+    static inline reg shift_to_exponent(reg t) {
+        return vreinterpretq_f64_u64(vshlq_n_u64(vreinterpretq_u64_f64(t), mantissa_bits));
     }
     // r[i] = row i of a 2 x 2 block in, column i out (through memory).
     static inline void transpose(reg* r) {

@@ -38,21 +38,17 @@ struct ScalarVec {
     // a*b + c; with FP contraction off this is two roundings, as every other
     // non-FMA path of the scalar build.
     static inline reg fmadd(reg a, reg b, reg c) { return a * b + c; }
+    // b where the comparison fails, so NaN in b gives NaN.
     static inline reg max(reg a, reg b) { return a > b ? a : b; }
-    static inline reg abs(reg a) { return a < T(0) ? -a : (a == T(0) ? T(0) : a); }
     static inline mask lt(reg a, reg b) { return a < b; }
-    static inline mask isnan(reg a) { return a != a; }
     static inline reg select(mask m, reg a, reg b) { return m ? a : b; }
-    // Copy the sign bit of s onto the non-negative value a.
-    static inline reg copysign_pos(reg a, reg s) {
-        const Bits sign = Bits(1) << (8 * sizeof(T) - 1);
-        Bits ua, us;
-        std::memcpy(&ua, &a, sizeof(T));
-        std::memcpy(&us, &s, sizeof(T));
-        ua |= us & sign;
-        std::memcpy(&a, &ua, sizeof(T));
-        return a;
-    }
+    static inline reg neg_abs(reg a) { return -std::fabs(a); }
+    static inline reg copysign(reg a, reg s) { return std::copysign(a, s); }
+    // exp's argument reduction rounds with nearbyint and builds 2^n from
+    // the integer: the shifter form needs x*c + shifter rounded to T before
+    // the shifter is taken off again, which x87 excess precision (a
+    // baseline 32-bit x86 build) does not promise.
+    static constexpr bool exact_fma = false;
     // Round to the nearest integer (ties to even, the default mode).
     static inline reg round(reg a) { return std::nearbyint(a); }
     // 2^n for an integral n in [-bias, bias]; n = -bias gives 0.
