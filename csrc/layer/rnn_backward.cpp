@@ -43,7 +43,9 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
     if (lstm) copy_or_zero(dc.data(), a.dc_n, BH);
 
     const PackedMatrix<T>& whh = w.whh_for_backward(nthreads);
-    const int loop_threads = time_loop_threads(w, int((N + steps - 1) / steps), nthreads);
+    const ThreadPlan plan = thread_plan(w, int((N + steps - 1) / steps), steps, nthreads);
+    const int loop_threads = plan.loop;
+    nthreads = plan.other;
     const int nblocks = w.layout.blocks();
     const int npanels = (H + whh.nr - 1) / whh.nr;
     const PackedMatrix<T>* whn = rbl ? &w.whn_for_backward(nthreads) : nullptr;

@@ -164,7 +164,9 @@ void rnn_forward(const PackedRnn<T>& w, const ForwardArgs<T>& a, TrainingContext
         chunks.push_back({s0, n, fill, step_rows.start(t_lo)});
     }
     const int nchunks = int(chunks.size());
-    const int loop_threads = time_loop_threads(w, int((N + steps - 1) / steps), nthreads);
+    const ThreadPlan plan = thread_plan(w, int((N + steps - 1) / steps), steps, nthreads);
+    const int loop_threads = plan.loop;
+    nthreads = plan.other;
     // With several threads, a thread that finishes its share of a short step
     // early computes pieces of the next chunk's input projection while it
     // waits: the projections of two chunks are then alive at once.

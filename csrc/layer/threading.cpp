@@ -1,6 +1,11 @@
 #include "layer/threading.h"
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <limits>
+#include <thread>
 
 #if defined(__linux__)
 #include <sched.h>
@@ -51,6 +56,86 @@ void leave_shared_cpu(int tid, const int* cpus) {
 #else
     (void)tid;
     (void)cpus;
+#endif
+}
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+// The last measurement and when it was taken (ns since the clock's epoch;
+// 0: never).
+std::atomic<double> g_round_trip_ns{0.0};
+std::atomic<std::int64_t> g_round_trip_at{0};
+
+std::int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
+
+#if defined(RNNKIT_HAVE_OPENMP)
+// Ping-pong of one line between threads 0 and 1, once both run (1 writes 1;
+// then 0 writes 2i + 2 and 1 answers 2i + 3), timed in batches (a clock
+// read costs about as much as a round trip between close cores) whose
+// best average is the result. Once both have started, either side gives
+// up after kGiveUpNs (a thread the OS is not running: the two share a
+// CPU), writing -1 so the other stops waiting too; the result is then
+// infinite, which keeps short steps on one thread.
+double measure_round_trip_ns() {
+    constexpr int kBatches = 3, kExchanges = 8;
+    constexpr std::int64_t kGiveUpNs = 200000;
+    struct alignas(64) Line {
+        std::atomic<int> v{0};
+    } line;
+    double best = std::numeric_limits<double>::infinity();
+    parallel_region(2, [&](int tid, int nth) {
+        if (nth < 2 || tid > 1) return;
+        std::int64_t deadline = std::numeric_limits<std::int64_t>::max();
+        auto wait_for = [&](int want) {
+            for (int spins = 0;; ++spins) {
+                const int v = line.v.load(std::memory_order_acquire);
+                if (v == want) return true;
+                if (v < 0 || ((spins & 255) == 255 && now_ns() > deadline)) {
+                    line.v.store(-1, std::memory_order_release);
+                    return false;
+                }
+                if ((spins & 4095) == 4095) std::this_thread::yield();
+            }
+        };
+        if (tid == 1) {
+            line.v.store(1, std::memory_order_release);
+        } else if (!wait_for(1)) {
+            return;
+        }
+        deadline = now_ns() + kGiveUpNs;
+        for (int b = 0, i = 0; b < kBatches; ++b) {
+            const std::int64_t t0 = tid == 0 ? now_ns() : 0;
+            for (int e = 0; e < kExchanges; ++e, ++i) {
+                if (tid == 0) {
+                    line.v.store(2 * i + 2, std::memory_order_release);
+                    if (!wait_for(2 * i + 3)) return;
+                } else {
+                    if (!wait_for(2 * i + 2)) return;
+                    line.v.store(2 * i + 3, std::memory_order_release);
+                }
+            }
+            if (tid == 0) best = std::min(best, double(now_ns() - t0) / kExchanges);
+        }
+    });
+    return best;
+}
+#endif
+}  // namespace
+
+double core_round_trip_ns() {
+#if defined(RNNKIT_HAVE_OPENMP)
+    const std::int64_t at = g_round_trip_at.load(std::memory_order_relaxed);
+    if (at != 0 && double(now_ns() - at) <= kRoundTripMaxAgeMs * 1e6)
+        return g_round_trip_ns.load(std::memory_order_relaxed);
+    const double rt = measure_round_trip_ns();
+    g_round_trip_ns.store(rt, std::memory_order_relaxed);
+    g_round_trip_at.store(now_ns(), std::memory_order_relaxed);
+    return rt;
+#else
+    return 0.0;
 #endif
 }
 

@@ -27,6 +27,15 @@ constexpr int kMaxSpreadThreads = 64;
 // in that window waits for a thread that cannot run.
 void leave_shared_cpu(int tid, const int* cpus);
 
+// Time for a cache line to go from the first thread of a 2-thread team to
+// the second and back (ns, the least of a few exchanges), measured at most
+// every kRoundTripMaxAgeMs and reused in between. ~50 ns between cores
+// that share an L3; several hundred between CCDs or sockets, and between
+// vCPUs the host has placed far apart (on the VM the figures come from,
+// 50 or 330 ns, changing from one second to the next). 0 without OpenMP.
+double core_round_trip_ns();
+constexpr double kRoundTripMaxAgeMs = 20.0;
+
 // Runs body(tid, nthreads) on `nthreads` threads and waits for all of them.
 template <typename Body>
 void parallel_region(int nthreads, Body&& body) {
