@@ -86,6 +86,26 @@ def test_threads_keep_their_affinity(restore_threads):
             assert after[tid] == mask, f"thread {tid}: affinity {sorted(after[tid])}, was {sorted(mask)}"
 
 
+def test_core_round_trip_is_measured(restore_threads):
+    # The thread plan's measurement (a ping-pong of one cache line between
+    # two pool threads, reused for 20 ms): a positive time, finite where two
+    # CPUs are available (a thread the OS did not run in time makes one
+    # attempt infinite: up to three), 0 without OpenMP.
+    rnnkit.set_num_threads(2)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    for _ in range(3):
+        time.sleep(0.03)
+        rt = rnnkit._core.core_round_trip_ns()
+        if rt < float("inf"):
+            break
+    if not rnnkit._core.HAVE_OPENMP:
+        assert rt == 0.0
+    else:
+        assert rt > 0.0, rt
+        if cpus >= 2:
+            assert rt < 100_000.0, rt
+
+
 @pytest.mark.parametrize("n", [0, -1, -8])
 def test_set_num_threads_rejects_non_positive(n, restore_threads):
     before = rnnkit.get_num_threads()

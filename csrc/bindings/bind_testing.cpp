@@ -1,5 +1,6 @@
-// Direct access to single kernels for the accuracy and GEMM tests, and to
-// the fingerprint that guards a training context's input.
+// Direct access to single kernels for the accuracy and GEMM tests, to the
+// fingerprint that guards a training context's input, and to the core
+// round trip the time loops' thread plan measures.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -114,6 +115,10 @@ void register_testing(py::module_& m) {
         const std::string s = data;
         return fingerprint(s.data(), s.size());
     }, py::arg("data"));
+    m.def("core_round_trip_ns", [] {
+        py::gil_scoped_release release;
+        return core_round_trip_ns();
+    });
     m.attr("SIGMOID_MAX_REL_ERR_F32") = kSigmoidMaxRelErrF32;
     m.attr("TANH_MAX_REL_ERR_F32") = kTanhMaxRelErrF32;
     m.attr("SIGMOID_MAX_REL_ERR_F64") = kSigmoidMaxRelErrF64;

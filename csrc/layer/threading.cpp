@@ -59,6 +59,7 @@ void leave_shared_cpu(int tid, const int* cpus) {
 #endif
 }
 
+#if defined(RNNKIT_HAVE_OPENMP)
 namespace {
 using Clock = std::chrono::steady_clock;
 
@@ -71,7 +72,6 @@ std::int64_t now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
 }
 
-#if defined(RNNKIT_HAVE_OPENMP)
 // Ping-pong of one line between threads 0 and 1, once both run (1 writes 1;
 // then 0 writes 2i + 2 and 1 answers 2i + 3), timed in batches (a clock
 // read costs about as much as a round trip between close cores) whose
@@ -86,7 +86,9 @@ double measure_round_trip_ns() {
         std::atomic<int> v{0};
     } line;
     double best = std::numeric_limits<double>::infinity();
+    bool team = true;
     parallel_region(2, [&](int tid, int nth) {
+        if (nth < 2) team = false;
         if (nth < 2 || tid > 1) return;
         std::int64_t deadline = std::numeric_limits<std::int64_t>::max();
         auto wait_for = [&](int want) {
@@ -120,10 +122,11 @@ double measure_round_trip_ns() {
             if (tid == 0) best = std::min(best, double(now_ns() - t0) / kExchanges);
         }
     });
-    return best;
+    // A team of one (nested inside another parallel region): no figure.
+    return team ? best : -1.0;
 }
-#endif
 }  // namespace
+#endif
 
 double core_round_trip_ns() {
 #if defined(RNNKIT_HAVE_OPENMP)
@@ -131,6 +134,7 @@ double core_round_trip_ns() {
     if (at != 0 && double(now_ns() - at) <= kRoundTripMaxAgeMs * 1e6)
         return g_round_trip_ns.load(std::memory_order_relaxed);
     const double rt = measure_round_trip_ns();
+    if (rt < 0.0) return 0.0;
     g_round_trip_ns.store(rt, std::memory_order_relaxed);
     g_round_trip_at.store(now_ns(), std::memory_order_relaxed);
     return rt;

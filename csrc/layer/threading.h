@@ -32,7 +32,8 @@ void leave_shared_cpu(int tid, const int* cpus);
 // every kRoundTripMaxAgeMs and reused in between. ~50 ns between cores
 // that share an L3; several hundred between CCDs or sockets, and between
 // vCPUs the host has placed far apart (on the VM the figures come from,
-// 50 or 330 ns, changing from one second to the next). 0 without OpenMP.
+// 50 or 330 ns, changing from one second to the next). 0 without OpenMP
+// or inside another parallel region (a team of one).
 double core_round_trip_ns();
 constexpr double kRoundTripMaxAgeMs = 20.0;
 
