@@ -42,10 +42,10 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
     copy_or_zero(dh.data(), a.dh_n, BH);
     if (lstm) copy_or_zero(dc.data(), a.dc_n, BH);
 
-    const PackedMatrix<T>& whh = w.whh_for_backward(nthreads);
     const ThreadPlan plan = thread_plan(w, int((N + steps - 1) / steps), steps, nthreads);
     const int loop_threads = plan.loop;
     nthreads = plan.other;
+    const PackedMatrix<T>& whh = w.whh_for_backward(nthreads);
     const int nblocks = w.layout.blocks();
     const int npanels = (H + whh.nr - 1) / whh.nr;
     const PackedMatrix<T>* whn = rbl ? &w.whn_for_backward(nthreads) : nullptr;
