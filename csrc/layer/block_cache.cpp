@@ -5,6 +5,10 @@
 #include <new>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace rnnkit {
 
 namespace {
@@ -33,6 +37,26 @@ Cache& cache() {
     return *c;
 }
 
+// A block of several MiB (packed weights a step streams from L3, the
+// training workspaces) would take a TLB entry per 4 KiB page; with
+// transparent huge pages in their usual "madvise" mode only a range marked
+// so gets 2 MiB pages (GRU T=187, B=1, H=1536 on one thread: 142 -> 119
+// ms). Only whole huge pages inside the block are marked, so its tail does
+// not grow the resident size beyond what the block holds.
+void* allocate(std::size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    constexpr std::size_t kHugePage = std::size_t(2) << 20;
+    if (bytes >= kHugePage) {
+        void* p = nullptr;
+        if (posix_memalign(&p, kHugePage, bytes) != 0) return nullptr;
+        // Advice only: where it is refused the block keeps small pages.
+        (void)madvise(p, bytes / kHugePage * kHugePage, MADV_HUGEPAGE);
+        return p;
+    }
+#endif
+    return std::malloc(bytes);
+}
+
 }  // namespace
 
 void* block_acquire(std::size_t bytes, std::size_t* got) {
@@ -53,7 +77,7 @@ void* block_acquire(std::size_t bytes, std::size_t* got) {
             return blk.ptr;
         }
     }
-    void* p = std::malloc(bytes);
+    void* p = allocate(bytes);
     if (!p) throw std::bad_alloc();
     *got = bytes;
     return p;
