@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import rnnkit
-from conftest import (CELL_FORMS, CELLS, GRU_CELL_GRADS, LSTM_CELL_GRADS, assert_all_equal, grads_dict,
+from conftest import (CELL_FORMS, CELLS, GRU_CELL_GRADS, LSTM_CELL_GRADS, assert_all_close, assert_all_equal,
+                      cached_reference, grads_dict,
                       make_case, pack, rnnkit_forward_backward)
 
 
@@ -51,6 +52,55 @@ def test_results_do_not_depend_on_thread_count(cell, T, B, I, H, reverse, isa, d
         results[n] = rnnkit_forward_backward(cell, case, reverse, pack(cell, case))
     assert_all_equal(results[1][0], results[2][0], what="1 vs 2 threads: ")
     assert_all_equal(results[1][1], results[2][1], what="1 vs 2 threads: ")
+
+
+# On one thread a batch of one computes the next chunk's input projection
+# inside the recurrent matrix-vector products (AVX-512: tiles of 8 steps,
+# each in pieces resumed from one kernel call to the next); a batch of two
+# computes it on its own. Every sum is the same chain either way, so a
+# sequence alone must give bitwise what it gives beside a copy of itself,
+# and match the reference. Shapes: T one past a tile (a last chunk of one
+# row), several tiles and a partial last one, I = 1, I off the panel width
+# and at the k block (1024), H off the unit block and G * H off the panel.
+ALONE_SHAPES = [(9, 7, 33), (100, 1, 64), (37, 20, 100), (17, 1024, 16), (26, 256, 256)]
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("T,I,H", ALONE_SHAPES)
+@pytest.mark.parametrize("cell", CELL_FORMS)
+def test_a_sequence_alone_matches_it_in_a_batch(cell, T, I, H, reverse, isa, dtype, restore_threads):
+    rnnkit.set_num_threads(1)
+    case = make_case(cell, T, 1, I, H, dtype, seed=4)
+    w = pack(cell, case)
+    out, grads = rnnkit_forward_backward(cell, case, reverse, w)
+    ref_out, ref_grads = cached_reference(cell, T, 1, I, H, np.dtype(dtype).name, 4, (), reverse)
+    assert_all_close(cell, out, ref_out, dtype, T, 1, I, H)
+    assert_all_close(cell, grads, ref_grads, dtype, T, 1, I, H)
+
+    # The same sequence twice: batch axis 1 of x and dy, 0 of the states.
+    pair = dict(case)
+    for name, axis in (("x", 1), ("dy", 1), ("h0", 0), ("c0", 0), ("dh_n", 0), ("dc_n", 0)):
+        if case.get(name) is not None:
+            pair[name] = np.ascontiguousarray(np.repeat(case[name], 2, axis=axis))
+    out2, grads2 = rnnkit_forward_backward(cell, pair, reverse, w)
+    first = {"y": lambda a: a[:, :1], "dx": lambda a: a[:, :1]}
+    for name in out:
+        assert_all_equal({name: out[name]}, {name: first.get(name, lambda a: a[:1])(out2[name])}, what="alone: ")
+    # The weight gradients of two sequences are sums of two terms; the rest
+    # belong to each sequence.
+    for name in ("dx", "dh0", "dc0"):
+        if name in grads:
+            assert_all_equal({name: grads[name]}, {name: first.get(name, lambda a: a[:1])(grads2[name])},
+                             what="alone: ")
+    # Inference takes the fused path too.
+    if cell == "lstm":
+        alone = rnnkit.lstm_forward(case["x"], w, case["h0"], case["c0"], reverse=reverse)
+        both = rnnkit.lstm_forward(pair["x"], w, pair["h0"], pair["c0"], reverse=reverse)
+    else:
+        alone = rnnkit.gru_forward(case["x"], w, case["h0"], reverse=reverse)
+        both = rnnkit.gru_forward(pair["x"], w, pair["h0"], reverse=reverse)
+    assert_all_equal({"y": alone[0]}, {"y": both[0][:, :1]}, what="inference alone: ")
+    assert_all_equal({"y": alone[0]}, {"y": out["y"]}, what="inference vs training: ")
 
 
 def thread_masks():

@@ -1,6 +1,8 @@
 // Register-blocked GEMM micro-kernel and B-panel packing for this ISA.
 #include "kernels/kernels_isa.h"
 
+#include <algorithm>
+
 #if defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
 #include <xmmintrin.h>
 #endif
@@ -68,30 +70,63 @@ void ukernel_rows(int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t c
     }
 }
 
-// R rows of A (R = 1..3) against P neighbouring panels (P = 2 or 3): a tile
+// One k step of a TilePiece's MT x NV accumulators.
+template <typename T, int MT>
+inline void tile_step(typename Vec<T>::reg (&acc)[MT][kGemmNV], const TilePiece<T>& t, int p) {
+    using V = Vec<T>;
+    constexpr int NR = NV * V::width;
+    typename V::reg bv[NV];
+    for (int j = 0; j < NV; ++j) bv[j] = V::load(t.panel + p * NR + j * V::width);
+    for (int i = 0; i < MT; ++i) {
+        const typename V::reg av = V::set1(t.a[i * t.rsa + p]);
+        for (int j = 0; j < NV; ++j) acc[i][j] = V::fmadd(av, bv[j], acc[i][j]);
+    }
+}
+
+// R rows of A (R = 0..3) against P neighbouring panels (P = 2 or 3): a tile
 // of a few rows over one panel has R * NV accumulator chains, too few to
 // hide the FMA latency (AVX2: 2 rows, 4 chains where 8 are needed), and
 // more loads per FMA; P panels multiply both. Panel q starts q * stride
 // values after the first. Each C element is still one chain of FMAs in
 // increasing k, the same sums as ukernel_rows.
-template <typename T, int R, int P>
+// With MT > 0, a TilePiece of MT rows rides along: one of its k steps after
+// every k / (its steps) of the rows' own, the rest after them. Its chains
+// are those of ukernel_rows too (same operand order, resumed exactly).
+template <typename T, int R, int P, int MT>
 void ukernel_rows_panels(int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa, const T* b,
-                         std::ptrdiff_t stride, T* c, std::ptrdiff_t ldc, bool accumulate) {
+                         std::ptrdiff_t stride, T* c, std::ptrdiff_t ldc, bool accumulate, const TilePiece<T>* tile) {
     using V = Vec<T>;
     constexpr int W = V::width;
     constexpr int NR = NV * W;
-    typename V::reg acc[R][P * NV];
+    constexpr int RA = R > 0 ? R : 1, MA = MT > 0 ? MT : 1;
+    typename V::reg acc[RA][P * NV];
     for (int i = 0; i < R; ++i)
         for (int j = 0; j < P * NV; ++j) acc[i][j] = V::zero();
-    for (int p = 0; p < k; ++p) {
-        typename V::reg av[R];
-        for (int i = 0; i < R; ++i) av[i] = V::set1(a[i * rsa + p * csa]);
-        for (int q = 0; q < P; ++q)
+    typename V::reg tacc[MA][NV];
+    int kt = 0, kt_end = 0, every = k + 1;
+    if (MT > 0) {
+        kt = tile->k0;
+        kt_end = tile->k1;
+        for (int i = 0; i < MT; ++i)
             for (int j = 0; j < NV; ++j) {
-                const typename V::reg bv = V::load(b + q * stride + p * NR + j * W);
-                for (int i = 0; i < R; ++i) acc[i][q * NV + j] = V::fmadd(av[i], bv, acc[i][q * NV + j]);
+                const int lanes = std::min(W, tile->n - j * W);
+                tacc[i][j] = kt > 0 && lanes > 0 ? load_any(tile->c + i * tile->ldc + j * W, lanes) : V::zero();
             }
+        if (kt_end > kt) every = std::max(1, k / (kt_end - kt));
     }
+    for (int p = 0; p < k;) {
+        for (const int pe = std::min(k, p + every); p < pe; ++p) {
+            typename V::reg av[RA];
+            for (int i = 0; i < R; ++i) av[i] = V::set1(a[i * rsa + p * csa]);
+            for (int q = 0; q < P; ++q)
+                for (int j = 0; j < NV; ++j) {
+                    const typename V::reg bv = V::load(b + q * stride + p * NR + j * W);
+                    for (int i = 0; i < R; ++i) acc[i][q * NV + j] = V::fmadd(av[i], bv, acc[i][q * NV + j]);
+                }
+        }
+        if (MT > 0 && kt < kt_end) tile_step<T, MA>(tacc, *tile, kt++);
+    }
+    for (; MT > 0 && kt < kt_end; ++kt) tile_step<T, MA>(tacc, *tile, kt);
     for (int i = 0; i < R; ++i)
         for (int j = 0; j < P * NV; ++j) {
             int lanes = n - j * W;
@@ -100,6 +135,12 @@ void ukernel_rows_panels(int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrd
             typename V::reg v = acc[i][j];
             if (accumulate) v = V::add(load_any(c + i * ldc + j * W, lanes), v);
             store_any(c + i * ldc + j * W, v, lanes);
+        }
+    // The piece's partial (or final) sums, its n columns only.
+    for (int i = 0; i < MT; ++i)
+        for (int j = 0; j < NV; ++j) {
+            const int lanes = std::min(W, tile->n - j * W);
+            if (lanes > 0) store_any(tile->c + i * tile->ldc + j * W, tacc[i][j], lanes);
         }
 }
 
@@ -111,13 +152,23 @@ template <typename T>
 void ukernel_rows_multi(int rows, int panels, int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
                         const T* b, std::ptrdiff_t stride, T* c, std::ptrdiff_t ldc, bool accumulate) {
     switch (rows * 4 + panels) {
-    case 1 * 4 + 3: ukernel_rows_panels<T, 1, 3>(n, k, a, rsa, csa, b, stride, c, ldc, accumulate); break;
-    case 1 * 4 + 2: ukernel_rows_panels<T, 1, 2>(n, k, a, rsa, csa, b, stride, c, ldc, accumulate); break;
-    case 2 * 4 + 3: ukernel_rows_panels<T, 2, 3>(n, k, a, rsa, csa, b, stride, c, ldc, accumulate); break;
-    case 2 * 4 + 2: ukernel_rows_panels<T, 2, 2>(n, k, a, rsa, csa, b, stride, c, ldc, accumulate); break;
-    case 3 * 4 + 3: ukernel_rows_panels<T, 3, 3>(n, k, a, rsa, csa, b, stride, c, ldc, accumulate); break;
-    default: ukernel_rows_panels<T, 3, 2>(n, k, a, rsa, csa, b, stride, c, ldc, accumulate); break;
+    case 1 * 4 + 3: ukernel_rows_panels<T, 1, 3, 0>(n, k, a, rsa, csa, b, stride, c, ldc, accumulate, nullptr); break;
+    case 1 * 4 + 2: ukernel_rows_panels<T, 1, 2, 0>(n, k, a, rsa, csa, b, stride, c, ldc, accumulate, nullptr); break;
+    case 2 * 4 + 3: ukernel_rows_panels<T, 2, 3, 0>(n, k, a, rsa, csa, b, stride, c, ldc, accumulate, nullptr); break;
+    case 2 * 4 + 2: ukernel_rows_panels<T, 2, 2, 0>(n, k, a, rsa, csa, b, stride, c, ldc, accumulate, nullptr); break;
+    case 3 * 4 + 3: ukernel_rows_panels<T, 3, 3, 0>(n, k, a, rsa, csa, b, stride, c, ldc, accumulate, nullptr); break;
+    default: ukernel_rows_panels<T, 3, 2, 0>(n, k, a, rsa, csa, b, stride, c, ldc, accumulate, nullptr); break;
     }
+}
+
+// One row over 2 or 3 panels (or none) with a piece of a projection tile.
+template <typename T>
+void ukernel_rows_panels_tile(int rows, int panels, int n, int k, const T* a, std::ptrdiff_t csa, const T* b,
+                              std::ptrdiff_t stride, T* c, const TilePiece<T>& piece) {
+    constexpr int MT = kGemmTileRows > 0 ? kGemmTileRows : 1;
+    if (rows == 0) ukernel_rows_panels<T, 0, 2, MT>(0, 0, a, 0, csa, b, stride, c, 0, false, &piece);
+    else if (panels == 3) ukernel_rows_panels<T, 1, 3, MT>(n, k, a, 0, csa, b, stride, c, 0, false, &piece);
+    else ukernel_rows_panels<T, 1, 2, MT>(n, k, a, 0, csa, b, stride, c, 0, false, &piece);
 }
 
 // Row counts 1..MR each get a fully unrolled instantiation, so a batch of 1
@@ -196,6 +247,8 @@ void fill_gemm(Kernels<T>& k) {
     k.gemm_spare_panel_rows = kGemmSparePanelRows;
     k.gemm_ukernel = &gemm_ukernel<T>;
     k.gemm_rows_panels = &ukernel_rows_multi<T>;
+    k.gemm_tile_rows = kGemmTileRows;
+    k.gemm_rows_panels_tile = kGemmTileRows > 0 ? &ukernel_rows_panels_tile<T> : nullptr;
     k.pack_b_panel = &pack_b_panel<T>;
 }
 

@@ -121,6 +121,18 @@ template <typename T> struct GruRblRBwdArgs {
     T* dh_prev; std::ptrdiff_t ld_dh_prev;  // in/out
 };
 
+// A piece of one micro-tile of another product, carried along by
+// gemm_rows_panels_tile: C[tile_rows x n] = A[tile_rows x K] * panel over
+// k in [k0, k1) only; for k0 > 0 the chain resumes from the partial sums
+// the previous piece stored in C, and each piece stores its own, so the
+// finished tile holds the sums gemm_ukernel forms in one call.
+template <typename T> struct TilePiece {
+    const T* a; std::ptrdiff_t rsa;        // a(i, p) = a[i * rsa + p]
+    const T* panel;                         // K rows of nr values
+    T* c; std::ptrdiff_t ldc;
+    int n, k0, k1;                          // n <= nr columns
+};
+
 template <typename T> struct Kernels {
     const char* isa;
     int gemm_mr, gemm_nr;   // micro-tile rows and columns
@@ -138,6 +150,14 @@ template <typename T> struct Kernels {
     void (*gemm_rows_panels)(int rows, int panels, int n, int k, const T* a, std::ptrdiff_t rsa,
                              std::ptrdiff_t csa, const T* b, std::ptrdiff_t stride, T* c, std::ptrdiff_t ldc,
                              bool accumulate);
+    // Rows of a TilePiece on this ISA; 0 where gemm_rows_panels_tile is absent.
+    int gemm_tile_rows;
+    // gemm_rows_panels for rows = 1 (or 0: the piece alone) while it also
+    // computes `piece`, their k loops interleaved: a one-row product waits on
+    // loads of B with its FMA units mostly idle, and the piece's FMAs run in
+    // those slots.
+    void (*gemm_rows_panels_tile)(int rows, int panels, int n, int k, const T* a, std::ptrdiff_t csa,
+                                  const T* b, std::ptrdiff_t stride, T* c, const TilePiece<T>& piece);
     // Copies the k x n (n <= nr) block b(p, j) = b[p * rsb + j * csb] into a
     // panel of k rows of nr values, padding columns n..nr-1 with zeros.
     // Fast where rows (csb == 1) or columns (rsb == 1) are contiguous.

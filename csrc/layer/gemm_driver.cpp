@@ -82,7 +82,8 @@ inline int panel_group(int rows, int left) {
 
 template <typename T>
 void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std::ptrdiff_t rsa,
-                 std::ptrdiff_t csa, const PackedMatrix<T>& b, T* c, std::ptrdiff_t ldc, bool accumulate) {
+                 std::ptrdiff_t csa, const PackedMatrix<T>& b, T* c, std::ptrdiff_t ldc, bool accumulate,
+                 TileFeed<T>* feed) {
     const int mr = kern.gemm_mr, nr = b.nr;
     // A column-major A block is first copied, column by column, into a
     // compact MC x KC buffer that every panel then reads; the sums and their
@@ -135,7 +136,11 @@ void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std:
                     const T* ar = ab + tiled * rsa;
                     T* cr = c + (i0 + tiled) * ldc + (j - n0);
                     const int nc = std::min(n1 - j, group * nr);
-                    if (group > 1)
+                    TilePiece<T> piece;
+                    if (group > 1 && feed && rest == 1 && !acc && feed->next(piece))
+                        kern.gemm_rows_panels_tile(rest, group, nc, kc, ar, cs, b.panel(k0, j),
+                                                   b.panel(k0, j + nr) - b.panel(k0, j), cr, piece);
+                    else if (group > 1)
                         kern.gemm_rows_panels(rest, group, nc, kc, ar, rsa, cs, b.panel(k0, j),
                                               b.panel(k0, j + nr) - b.panel(k0, j), cr, ldc, acc);
                     else kern.gemm_ukernel(rest, nc, kc, ar, rsa, cs, b.panel(k0, j), nullptr, cr, ldc, acc);
@@ -232,7 +237,8 @@ void gemm_parallel_transposed_b(const Kernels<T>& kern, int M, const T* a, std::
     template void gemm_parallel_transposed_b<T>(const Kernels<T>&, int, const T*, std::ptrdiff_t,      \
                                                 const PackedMatrix<T>&, T*, std::ptrdiff_t, int);      \
     template void gemm_serial<T>(const Kernels<T>&, int, int, int, const T*, std::ptrdiff_t,           \
-                                 std::ptrdiff_t, const PackedMatrix<T>&, T*, std::ptrdiff_t, bool);    \
+                                 std::ptrdiff_t, const PackedMatrix<T>&, T*, std::ptrdiff_t, bool,     \
+                                 TileFeed<T>*);                                                        \
     template void gemm_parallel<T>(const Kernels<T>&, int, const T*, std::ptrdiff_t, std::ptrdiff_t,   \
                                    const PackedMatrix<T>&, T*, std::ptrdiff_t, bool, int);
 RNNKIT_INSTANTIATE(float)

@@ -2,6 +2,7 @@
 // micro-kernel. Every C element is reduced in the same k order whatever the
 // thread count, so results are bitwise reproducible.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <utility>
 
@@ -70,11 +71,60 @@ template <typename T>
 void pack_transposed(const Kernels<T>& kern, const PackedMatrix<T>& src, int row0, int rows, PackedMatrix<T>& dst,
                      int nthreads);
 
+// The micro-tiles of a second product C = A * B (A rows contiguous, K <=
+// kGemmKC, rows a multiple of kern.gemm_tile_rows), handed out piece by
+// piece, tile after tile, to the kernel calls of one-row products
+// (gemm_serial with a feed), which compute them in their idle FMA slots.
+template <typename T>
+class TileFeed {
+public:
+    TileFeed() = default;
+    // k steps per piece: `per_piece`.
+    TileFeed(const Kernels<T>& kern, int rows, const T* a, std::ptrdiff_t rsa, const PackedMatrix<T>& b, T* c,
+             std::ptrdiff_t ldc, int per_piece)
+        : a_(a), rsa_(rsa), b_(&b), c_(c), ldc_(ldc), tile_rows_(kern.gemm_tile_rows),
+          row_tiles_(rows / kern.gemm_tile_rows), panels_((b.N + b.nr - 1) / b.nr), per_piece_(per_piece) {}
+    // The next piece, or false when every tile is done.
+    bool next(TilePiece<T>& piece) {
+        if (tile_ >= row_tiles_ * panels_) return false;
+        // Down the rows of one panel first: the panel stays in cache.
+        const int ti = tile_ % row_tiles_, j = (tile_ / row_tiles_) * b_->nr;
+        const int k1 = std::min(b_->K, k_ + per_piece_);
+        const std::ptrdiff_t row = std::ptrdiff_t(ti) * tile_rows_;
+        piece = TilePiece<T>{a_ + row * rsa_, rsa_, b_->panel(0, j), c_ + row * ldc_ + j, ldc_,
+                             std::min(b_->nr, b_->N - j), k_, k1};
+        k_ = k1;
+        if (k_ == b_->K) {
+            k_ = 0;
+            ++tile_;
+        }
+        return true;
+    }
+    // Every piece not yet handed out, on its own.
+    void finish(const Kernels<T>& kern) {
+        per_piece_ = b_ ? b_->K : 0;
+        TilePiece<T> piece;
+        while (next(piece)) kern.gemm_rows_panels_tile(0, 0, 0, 0, nullptr, 0, nullptr, 0, nullptr, piece);
+    }
+
+private:
+    const T* a_ = nullptr;
+    std::ptrdiff_t rsa_ = 0;
+    const PackedMatrix<T>* b_ = nullptr;
+    T* c_ = nullptr;
+    std::ptrdiff_t ldc_ = 0;
+    int tile_rows_ = 0, row_tiles_ = 0, panels_ = 0, per_piece_ = 0;
+    int tile_ = 0, k_ = 0;
+};
+
 // C[:, n0:n1] (+)= A (M x K) * B[:, n0:n1] on the calling thread; n0 is a
-// multiple of the panel width; c points at element (0, n0).
+// multiple of the panel width; c points at element (0, n0). With a feed
+// (M = 1, K <= kGemmKC, not accumulating), each gemm_rows_panels call also
+// takes the feed's next piece.
 template <typename T>
 void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std::ptrdiff_t rsa,
-                 std::ptrdiff_t csa, const PackedMatrix<T>& b, T* c, std::ptrdiff_t ldc, bool accumulate);
+                 std::ptrdiff_t csa, const PackedMatrix<T>& b, T* c, std::ptrdiff_t ldc, bool accumulate,
+                 TileFeed<T>* feed = nullptr);
 
 // Whole C = A * B (or C += A * B), split into tiles over `nthreads` threads.
 template <typename T>

@@ -15,6 +15,9 @@ constexpr int kGemmNV = 2;
 // for AVX-512.
 constexpr int kGemmPanelRows = 3;
 constexpr int kGemmSparePanelRows = 0;
+// Rows of a projection tile computed alongside a one-row product
+// (gemm_rows_panels_tile): 16 more accumulators beside its 4 or 6.
+constexpr int kGemmTileRows = 8;
 
 template <typename T> struct Vec;
 

@@ -17,6 +17,9 @@ constexpr int kGemmNV = 4;
 // single row only (more would not fit the registers).
 constexpr int kGemmPanelRows = 1;
 constexpr int kGemmSparePanelRows = 0;
+// No projection tiles alongside one-row products: without vectors there
+// are no idle FMA slots to fill.
+constexpr int kGemmTileRows = 0;
 
 // One template serves float and double: they differ only in the integer
 // type of their bits, the mantissa width and the exponent bias.
