@@ -15,9 +15,10 @@ constexpr int kGemmNV = 2;
 // for AVX-512.
 constexpr int kGemmPanelRows = 3;
 constexpr int kGemmSparePanelRows = 0;
-// Rows of a projection tile computed alongside a one-row product
-// (gemm_rows_panels_tile): 16 more accumulators beside its 4 or 6.
-constexpr int kGemmTileRows = 8;
+// No projection tiles alongside one-row products yet: 8-row tiles would
+// fit the 32 registers, but whether they pay has not been measured on an
+// ARM core (on AVX2 the 4-row tiles did not).
+constexpr int kGemmTileRows = 0;
 
 template <typename T> struct Vec;
 
