@@ -82,7 +82,7 @@ public:
     // k steps per piece: `per_piece`.
     TileFeed(const Kernels<T>& kern, int rows, const T* a, std::ptrdiff_t rsa, const PackedMatrix<T>& b, T* c,
              std::ptrdiff_t ldc, int per_piece)
-        : a_(a), rsa_(rsa), b_(&b), c_(c), ldc_(ldc), tile_rows_(kern.gemm_tile_rows),
+        : kern_(&kern), a_(a), rsa_(rsa), b_(&b), c_(c), ldc_(ldc), tile_rows_(kern.gemm_tile_rows),
           row_tiles_(rows / kern.gemm_tile_rows), panels_((b.N + b.nr - 1) / b.nr), per_piece_(per_piece) {}
     // The next piece, or false when every tile is done.
     bool next(TilePiece<T>& piece) {
@@ -101,13 +101,14 @@ public:
         return true;
     }
     // Every piece not yet handed out, on its own.
-    void finish(const Kernels<T>& kern) {
+    void finish() {
         per_piece_ = b_ ? b_->K : 0;
         TilePiece<T> piece;
-        while (next(piece)) kern.gemm_rows_panels_tile(0, 0, 0, 0, nullptr, 0, nullptr, 0, nullptr, piece);
+        while (next(piece)) kern_->gemm_rows_panels_tile(0, 0, 0, 0, nullptr, 0, nullptr, 0, nullptr, piece);
     }
 
 private:
+    const Kernels<T>* kern_ = nullptr;
     const T* a_ = nullptr;
     std::ptrdiff_t rsa_ = 0;
     const PackedMatrix<T>* b_ = nullptr;

@@ -302,7 +302,7 @@ void rnn_forward(const PackedRnn<T>& w, const ForwardArgs<T>& a, TrainingContext
                 }
             });
             // Chunk c + 1's steps need all of its projections.
-            if (feed_now) feed.finish(kern);
+            if (feed_now) feed.finish();
             feed_now = nullptr;
         }
     } else {
