@@ -80,6 +80,16 @@ inline int panel_group(int rows, int left) {
 
 }  // namespace
 
+int rows_panels_calls(int rows, int panels) {
+    int calls = 0;
+    for (int left = panels; left > 0;) {
+        const int group = panel_group(rows, left);
+        calls += group > 1;
+        left -= group;
+    }
+    return calls;
+}
+
 template <typename T>
 void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std::ptrdiff_t rsa,
                  std::ptrdiff_t csa, const PackedMatrix<T>& b, T* c, std::ptrdiff_t ldc, bool accumulate,

@@ -127,6 +127,11 @@ void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std:
                  std::ptrdiff_t csa, const PackedMatrix<T>& b, T* c, std::ptrdiff_t ldc, bool accumulate,
                  TileFeed<T>* feed = nullptr);
 
+// How many gemm_rows_panels calls gemm_serial makes for `rows` rows (at
+// most kern.gemm_panel_rows) over `panels` panels of one k block: the calls
+// that take a feed's pieces.
+int rows_panels_calls(int rows, int panels);
+
 // Whole C = A * B (or C += A * B), split into tiles over `nthreads` threads.
 template <typename T>
 void gemm_parallel(const Kernels<T>& kern, int M, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,

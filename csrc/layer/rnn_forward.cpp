@@ -262,11 +262,10 @@ void rnn_forward(const PackedRnn<T>& w, const ForwardArgs<T>& a, TrainingContext
         if (state_pingpong) copy_to_y(t, ho, jb, je);
     };
     // Fused: the feed of chunk c + 1's projection tiles, pieces sized so
-    // that chunk c's steps take them all. A one-row product makes one
-    // gemm_rows_panels call per two panels of a block (three left: one).
+    // that chunk c's steps take them all.
     int calls_per_step = 0;
     for (int j = 0; fused && j < nblocks; ++j)
-        calls_per_step += (G * w.layout.block_units(j) + kern.gemm_nr - 1) / kern.gemm_nr / 2;
+        calls_per_step += rows_panels_calls(1, (G * w.layout.block_units(j) + kern.gemm_nr - 1) / kern.gemm_nr);
     auto start_feed = [&](int c) {
         const Chunk& next = chunks[c + 1];
         const int tr = kern.gemm_tile_rows, whole = int(next.fill) / tr * tr;
