@@ -109,9 +109,12 @@ def test_state_pingpong_only_for_reverse_inference_with_lengths():
 def test_thread_plan_keeps_tiny_steps_on_one_thread():
     p = plan(H=16, B=1, T=10, threads=2)
     assert (p["loop_threads"], p["other_threads"]) == (1, 2)
-    # More threads than blocks of hidden units: no more loop threads than blocks.
+    # Long steps split their blocks of hidden units over the threads...
     p = plan(H=64, B=64, T=10, threads=2)
-    assert p["loop_threads"] == 2
+    assert (p["loop_threads"], p["other_threads"]) == (2, 2)
+    # ...but never over more threads than there are blocks (32 units each).
+    p = plan(H=32, B=512, T=10, threads=2)
+    assert (p["loop_threads"], p["other_threads"]) == (1, 2)
 
 
 def test_backward_operand_parts():
