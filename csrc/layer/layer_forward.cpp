@@ -4,13 +4,11 @@
 // (the cell's step, cell_step.h), in the schedule the plan chose.
 #include <algorithm>
 #include <cmath>
-#include <vector>
 
 #include "layer/cell_step.h"
 #include "layer/forward_states.h"
 #include "layer/layer_plan.h"
 #include "layer/rnn.h"
-#include "layer/rnn_common.h"
 #include "layer/step_barrier.h"
 #include "layer/threading.h"
 

@@ -3,7 +3,6 @@
 #include <cstddef>
 #include <cstring>
 
-#include "layer/packed_weights.h"
 
 namespace rnnkit {
 
