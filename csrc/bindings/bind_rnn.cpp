@@ -228,7 +228,7 @@ py::object forward_impl(const PackedHandle& wh, CellKind cell, bool single_step,
     {
         py::gil_scoped_release release;
         if (training && x_callers) x_fingerprint = fingerprint(a.x, std::size_t(N * I) * sizeof(T));
-        rnn_forward<T>(*w, a, ctx.get(), get_num_threads());
+        layer_forward<T>(*w, a, ctx.get(), get_num_threads());
     }
 
     py::list out;
@@ -308,7 +308,7 @@ py::tuple backward_impl(ContextHandle& ch, bool single_step, py::handle dy_obj, 
     a.db_hh = db_hh.mutable_data();
     {
         py::gil_scoped_release release;
-        rnn_backward<T>(ctx, a, get_num_threads());
+        layer_backward<T>(ctx, a, get_num_threads());
     }
     if (lstm) return py::make_tuple(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh);
     return py::make_tuple(dx, dh0, dw_ih, dw_hh, db_ih, db_hh);

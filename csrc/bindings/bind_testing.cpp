@@ -1,6 +1,7 @@
 // Direct access to single kernels for the accuracy and GEMM tests, to the
 // fingerprint that guards a training context's input, and to the core
-// round trip the time loops' thread plan measures.
+// round trip the time loops' thread plan measures, and to the plans the
+// time loops make (describe_plan).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -12,6 +13,7 @@
 #include "kernels/activation_accuracy.h"
 #include "layer/fingerprint.h"
 #include "layer/gemm_driver.h"
+#include "layer/layer_plan.h"
 #include "layer/threading.h"
 
 namespace rnnkit {
@@ -103,6 +105,85 @@ py::array gemm(py::handle a, py::handle b, py::handle isa, const std::string& b_
     return is_double ? gemm_impl<double>(a, b, how, ks.f64) : gemm_impl<float>(a, b, how, ks.f32);
 }
 
+// What a plan reads of a layer, from its shape and the ISA's kernels.
+LayerShape shape_of(CellKind cell, bool linear_before_reset, int I, int H, bool f64, const KernelSet& ks) {
+    LayerShape s;
+    s.cell = cell;
+    s.lbr = cell == CellKind::lstm || linear_before_reset;
+    s.I = I;
+    s.H = H;
+    s.G = gate_count(cell);
+    s.layout = GateLayout{H, s.G, !s.lbr};
+    s.elem_bytes = f64 ? sizeof(double) : sizeof(float);
+    s.gemm_mr = f64 ? ks.f64.gemm_mr : ks.f32.gemm_mr;
+    s.gemm_nr = f64 ? ks.f64.gemm_nr : ks.f32.gemm_nr;
+    s.gemm_tile_rows = f64 ? ks.f64.gemm_tile_rows : ks.f32.gemm_tile_rows;
+    return s;
+}
+
+// The plans a forward and a backward call of this shape would make, as a
+// dict: what the time loops decide, without running them. threads: the
+// call's threads (None: get_num_threads()); loop_threads: the time loop's,
+// in place of thread_plan's choice (which may measure the cores).
+py::dict describe_plan(const std::string& cell, int input_size, int hidden_size, int steps, int batch,
+                       py::handle batch_sizes_obj, bool reverse, bool training, const std::string& dtype,
+                       py::handle isa, bool linear_before_reset, py::handle threads_obj, py::handle loop_obj) {
+    if (cell != "lstm" && cell != "gru") raise_value_error("cell: expected 'lstm' or 'gru', got '" + cell + "'");
+    if (dtype != "float32" && dtype != "float64")
+        raise_value_error("dtype: expected 'float32' or 'float64', got '" + dtype + "'");
+    if (input_size < 1 || hidden_size < 1 || steps < 1 || batch < 1)
+        raise_value_error("input_size, hidden_size, steps, batch: expected each >= 1");
+    std::vector<int> sizes;
+    if (!batch_sizes_obj.is_none()) {
+        for (py::handle v : py::iter(batch_sizes_obj)) sizes.push_back(py::cast<int>(v));
+        bool ok = int(sizes.size()) == steps && sizes[0] == batch;
+        for (std::size_t t = 0; ok && t < sizes.size(); ++t) ok = sizes[t] >= 1 && (t == 0 || sizes[t] <= sizes[t - 1]);
+        if (!ok) raise_value_error("batch_sizes: expected `steps` non-increasing sizes >= 1, the first equal to batch");
+    }
+    const int nthreads = threads_obj.is_none() ? get_num_threads() : py::cast<int>(threads_obj);
+    if (nthreads < 1) raise_value_error("threads: expected >= 1");
+    const LayerShape shape = shape_of(cell == "lstm" ? CellKind::lstm : CellKind::gru, linear_before_reset,
+                                      input_size, hidden_size, dtype == "float64", kernels_named(isa));
+    StepRows rows;
+    rows.init(steps, batch, sizes.empty() ? nullptr : sizes.data());
+    const int mean_rows = int((rows.total() + steps - 1) / steps);
+    ThreadPlan tp;
+    if (loop_obj.is_none()) {
+        py::gil_scoped_release release;
+        tp = thread_plan(shape, mean_rows, steps, nthreads);
+    } else {
+        tp = ThreadPlan{py::cast<int>(loop_obj), nthreads};
+        if (tp.loop < 1 || tp.loop > nthreads) raise_value_error("loop_threads: expected 1 <= loop_threads <= threads");
+    }
+    const ForwardPlan fp = plan_forward(shape, rows, reverse, training, tp);
+    const BackwardPlan bp = plan_backward(shape, rows, reverse, tp);
+    py::list chunks;
+    for (const ProjectionChunk& c : fp.chunks) chunks.append(py::make_tuple(c.s0, c.n, c.fill, c.r_lo));
+    py::dict fwd, bwd, out;
+    fwd["schedule"] = schedule_name(fp.schedule);
+    fwd["chunk_steps"] = fp.chunk_steps;
+    fwd["chunk_rows"] = fp.chunk_rows;
+    fwd["chunks"] = chunks;
+    fwd["projection_buffers"] = fp.projection_buffers;
+    py::list pieces;
+    for (const ProjectionPiece& q : fp.pieces) pieces.append(py::make_tuple(q.i0, q.rows, q.j0, q.j1));
+    fwd["pieces"] = pieces;
+    py::list first_piece;
+    for (int i : fp.first_piece) first_piece.append(i);
+    fwd["first_piece"] = first_piece;
+    fwd["calls_per_step"] = fp.calls_per_step;
+    fwd["state_pingpong"] = fp.state_pingpong;
+    bwd["same_sides"] = bp.same_sides;
+    bwd["operand_rows_x"] = bp.operand_rows_x;
+    bwd["operand_rows_h"] = bp.operand_rows_h;
+    bwd["h_contiguous"] = bp.h_contiguous;
+    out["loop_threads"] = tp.loop;
+    out["other_threads"] = tp.other;
+    out["forward"] = fwd;
+    out["backward"] = bwd;
+    return out;
+}
+
 }  // namespace
 
 void register_testing(py::module_& m) {
@@ -119,6 +200,11 @@ void register_testing(py::module_& m) {
         py::gil_scoped_release release;
         return core_round_trip_ns();
     });
+    m.def("describe_plan", &describe_plan, py::arg("cell"), py::arg("input_size"), py::arg("hidden_size"),
+          py::arg("steps"), py::arg("batch"), py::arg("batch_sizes") = py::none(), py::arg("reverse") = false,
+          py::arg("training") = false, py::arg("dtype") = "float32", py::arg("isa") = py::none(),
+          py::arg("linear_before_reset") = true, py::arg("threads") = py::none(),
+          py::arg("loop_threads") = py::none());
     m.attr("SIGMOID_MAX_REL_ERR_F32") = kSigmoidMaxRelErrF32;
     m.attr("TANH_MAX_REL_ERR_F32") = kTanhMaxRelErrF32;
     m.attr("SIGMOID_MAX_REL_ERR_F64") = kSigmoidMaxRelErrF64;

@@ -105,12 +105,13 @@ struct BackwardArgs {
     T* db_hh = nullptr;           // (G*H)
 };
 
+// One layer direction over a whole sequence (rnnkit.layers stacks them).
 // ctx == nullptr: inference (no per-step workspace). Otherwise ctx is filled
-// for rnn_backward (its weights field must already be set to w).
+// for layer_backward (its weights field must already be set to w).
 template <typename T>
-void rnn_forward(const PackedRnn<T>& w, const ForwardArgs<T>& args, TrainingContext<T>* ctx, int nthreads);
+void layer_forward(const PackedRnn<T>& w, const ForwardArgs<T>& args, TrainingContext<T>* ctx, int nthreads);
 
 template <typename T>
-void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& args, int nthreads);
+void layer_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& args, int nthreads);
 
 }  // namespace rnnkit

@@ -1,13 +1,13 @@
-#include "layer/gru_rbl.h"
+#include "layer/gru_no_lbr.h"
 
+#include "layer/cell_step.h"
 #include "layer/rnn_common.h"
 #include "layer/threading.h"
 
 namespace rnnkit {
 
 template <typename T>
-void gru_rbl_forward_step(const PackedRnn<T>& w, const GruRblForwardStep<T>& s, T* scratch, int jb, int je,
-                          int nth) {
+void gru_no_lbr_forward_step(const PackedRnn<T>& w, const ForwardStep<T>& s, T* scratch, int jb, int je, int nth) {
     const Kernels<T>& kern = *w.kern;
     const int H = w.H, GH = w.G * H;
     const std::ptrdiff_t ld_ws = std::ptrdiff_t(kWorkspaceSlots) * H;
@@ -35,17 +35,19 @@ void gru_rbl_forward_step(const PackedRnn<T>& w, const GruRblForwardStep<T>& s, 
 }
 
 template <typename T>
-void gru_rbl_backward_step(const PackedRnn<T>& w, const PackedMatrix<T>& w_rz, const PackedMatrix<T>& w_n,
-                           const GruRblBackwardStep<T>& s, T* scratch, int jb, int je, int nth) {
+void gru_no_lbr_backward_step(const PackedRnn<T>& w, const BackwardWeights<T>& bw, const BackwardStep<T>& s,
+                              T* scratch, int jb, int je, int, int, int nth) {
     const Kernels<T>& kern = *w.kern;
     const int H = w.H, GH = w.G * H;
     const std::ptrdiff_t ld_ws = std::ptrdiff_t(kWorkspaceSlots) * H;
-    T* dg_n = s.dgates + 2 * H;
+    const PackedMatrix<T>& w_rz = *bw.whh;
+    const PackedMatrix<T>& w_n = *bw.whn;
+    T* dg_n = s.dgx + 2 * H;
     // z and n gradients and the direct path dh * z, per block.
     for (int j = jb; j < je; ++j) {
         const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
         GruRblZnBwdArgs<T> a{s.rows, units, s.ws + kWorkspaceSlots * u0, ld_ws, s.h_prev + u0, H,
-                             s.dy ? s.dy + u0 : nullptr, H, s.dh + u0, H, s.dgates + 2 * u0 + units, GH,
+                             s.dy ? s.dy + u0 : nullptr, H, s.dh + u0, H, s.dgx + 2 * u0 + units, GH,
                              dg_n + u0, GH, s.dh + u0, H};
         kern.gru_rbl_postgemm_bwd_zn(a);
     }
@@ -56,7 +58,7 @@ void gru_rbl_backward_step(const PackedRnn<T>& w, const PackedMatrix<T>& w_rz, c
         const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
         gemm_serial(kern, s.rows, u0, u0 + units, dg_n, GH, 1, w_n, scratch, units, false);
         GruRblRBwdArgs<T> a{s.rows, units, s.ws + kWorkspaceSlots * u0, ld_ws, s.h_prev + u0, H, scratch, units,
-                            s.dgates + 2 * u0, GH, s.dh + u0, H};
+                            s.dgx + 2 * u0, GH, s.dh + u0, H};
         kern.gru_rbl_postgemm_bwd_r(a);
     }
     // dh_prev += [da_r, da_z] W_h[rz] reads da_r of every unit; each thread
@@ -65,13 +67,13 @@ void gru_rbl_backward_step(const PackedRnn<T>& w, const PackedMatrix<T>& w_rz, c
     for (int k = jb; k < je; ++k) {
         const int j = walked(k, jb, je, s.backwards);
         const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
-        gemm_serial(kern, s.rows, u0, u0 + units, s.dgates, GH, 1, w_rz, s.dh + u0, H, true);
+        gemm_serial(kern, s.rows, u0, u0 + units, s.dgx, GH, 1, w_rz, s.dh + u0, H, true);
     }
 }
 
 template <typename T>
-void gru_rbl_grad_whh(const PackedRnn<T>& w, int rows, const T* dgates, const PackedMatrix<T>& h_prev, const T* rh,
-                      T* dw_hh_internal, bool accumulate, PackedMatrix<T>& rh_packed, int nthreads) {
+void gru_no_lbr_grad_whh(const PackedRnn<T>& w, int rows, const T* dgates, const PackedMatrix<T>& h_prev,
+                         const T* rh, T* dw_hh_internal, bool accumulate, PackedMatrix<T>& rh_packed, int nthreads) {
     const Kernels<T>& kern = *w.kern;
     const int H = w.H, GH = w.G * H;
     // r, z rows: both gates multiply h_prev.
@@ -82,12 +84,12 @@ void gru_rbl_grad_whh(const PackedRnn<T>& w, int rows, const T* dgates, const Pa
                   nthreads);
 }
 
-#define RNNKIT_INSTANTIATE(T)                                                                                      \
-    template void gru_rbl_forward_step<T>(const PackedRnn<T>&, const GruRblForwardStep<T>&, T*, int, int, int);  \
-    template void gru_rbl_backward_step<T>(const PackedRnn<T>&, const PackedMatrix<T>&, const PackedMatrix<T>&,  \
-                                           const GruRblBackwardStep<T>&, T*, int, int, int);                     \
-    template void gru_rbl_grad_whh<T>(const PackedRnn<T>&, int, const T*, const PackedMatrix<T>&, const T*, T*, \
-                                      bool, PackedMatrix<T>&, int);
+#define RNNKIT_INSTANTIATE(T)                                                                                       \
+    template void gru_no_lbr_forward_step<T>(const PackedRnn<T>&, const ForwardStep<T>&, T*, int, int, int);        \
+    template void gru_no_lbr_backward_step<T>(const PackedRnn<T>&, const BackwardWeights<T>&,                      \
+                                              const BackwardStep<T>&, T*, int, int, int, int, int);                \
+    template void gru_no_lbr_grad_whh<T>(const PackedRnn<T>&, int, const T*, const PackedMatrix<T>&, const T*, T*, \
+                                         bool, PackedMatrix<T>&, int);
 RNNKIT_INSTANTIATE(float)
 RNNKIT_INSTANTIATE(double)
 #undef RNNKIT_INSTANTIATE
