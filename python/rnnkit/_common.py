@@ -19,7 +19,7 @@ GATES = {"lstm": 4, "gru": 3}
 def cell_name(value, name: str = "cell") -> str:
     """'lstm' or 'gru' from any casing ('LSTM' is torch.nn's mode string)."""
     if not isinstance(value, str) or value.lower() not in GATES:
-        raise ValueError(f"{name}: expected 'lstm' or 'gru', got {value!r}")
+        raise ValueError(f"{name}: expected 'LSTM' or 'GRU' (any case), got {value!r}")
     return value.lower()
 
 
@@ -70,7 +70,7 @@ def integer_array(value, name: str) -> np.ndarray:
     if arr.dtype.kind not in "iu":
         # An empty list becomes float64: let the size check name that.
         if not (arr.size == 0 and arr.dtype.kind == "f"):
-            raise TypeError(f"{name}: expected integers, got dtype {arr.dtype}")
+            raise TypeError(f"{name}: expected an integer array, got dtype {arr.dtype}")
         arr = arr.astype(np.int64)
     if arr.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D array of integers, got shape {arr.shape}")
