@@ -1,6 +1,8 @@
 # Hand-written stubs of rnnkit's compiled core. The public API, with its
-# documentation, is in rnnkit/__init__.py.
-from typing import List, Optional, Tuple, Union, overload
+# documentation, is in rnnkit/__init__.py and rnnkit/functional.py.
+# tests/test_package.py compares these names with the built module.
+from types import ModuleType
+from typing import Any, List, Optional, Tuple, Union, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -8,10 +10,6 @@ import numpy.typing as npt
 _Array = npt.NDArray[np.floating]
 
 HAVE_OPENMP: bool
-SIGMOID_MAX_REL_ERR_F32: float
-TANH_MAX_REL_ERR_F32: float
-SIGMOID_MAX_REL_ERR_F64: float
-TANH_MAX_REL_ERR_F64: float
 
 class PackedWeights:
     @property
@@ -28,12 +26,16 @@ class PackedWeights:
     def linear_before_reset(self) -> bool: ...
     def update(self, weight_ih: _Array, weight_hh: _Array, bias_ih: Optional[_Array] = None,
                bias_hh: Optional[_Array] = None) -> None: ...
+    # Pickles hold the weights in PyTorch layout; loading packs them for the active ISA.
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]: ...
 
 class TrainingContext:
     @property
     def cell(self) -> str: ...
     @property
     def single_step(self) -> bool: ...
+    # Pickles hold the weights, the input and the saved buffers.
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]: ...
 
 def isa() -> str: ...
 def available_isas() -> List[str]: ...
@@ -66,6 +68,25 @@ def lstm_cell_backward(ctx: TrainingContext, dh: Optional[_Array] = None,
                        dc: Optional[_Array] = None) -> Tuple[_Array, ...]: ...
 def gru_cell_backward(ctx: TrainingContext, dh: Optional[_Array] = None) -> Tuple[_Array, ...]: ...
 
-def sigmoid(x: _Array, isa: Optional[str] = None) -> _Array: ...
-def tanh(x: _Array, isa: Optional[str] = None) -> _Array: ...
-def gemm(a: _Array, b: _Array, isa: Optional[str] = None) -> _Array: ...
+# Rebuild functions of the pickles (see __reduce__ above).
+def _packed_weights_from_state(state: tuple) -> PackedWeights: ...
+def _training_context_from_state(state: tuple) -> TrainingContext: ...
+
+class _Testing(ModuleType):
+    """rnnkit._core._testing: hooks for the tests (single kernels, measurements)."""
+    SIGMOID_MAX_REL_ERR_F32: float
+    TANH_MAX_REL_ERR_F32: float
+    SIGMOID_MAX_REL_ERR_F64: float
+    TANH_MAX_REL_ERR_F64: float
+    @staticmethod
+    def sigmoid(x: _Array, isa: Optional[str] = None) -> _Array: ...
+    @staticmethod
+    def tanh(x: _Array, isa: Optional[str] = None) -> _Array: ...
+    @staticmethod
+    def gemm(a: _Array, b: _Array, isa: Optional[str] = None, b_packing: str = "rows") -> _Array: ...
+    @staticmethod
+    def fingerprint(data: bytes) -> int: ...
+    @staticmethod
+    def core_round_trip_ns() -> float: ...
+
+_testing: _Testing

@@ -220,6 +220,34 @@ def _dropout_mask(p: float, mask_fn: Optional[MaskFn], shape, dtype) -> np.ndarr
     return bernoulli_mask(np.random.default_rng(), p, shape, dtype)
 
 
+def _kernel_rows(x: np.ndarray, lengths, batch_sizes):
+    """Rows the kernels see: dense (T, B, I), or packed (N, I) plus batch
+    sizes (given, or made from ``lengths``). Returns (batch, batch sizes or
+    None, layout name, _PackedRows or None)."""
+    if batch_sizes is not None:
+        if x.ndim != 2:
+            raise ValueError(f"x: packed input must be 2-D (rows, input_size), got shape {x.shape}")
+        bs = check_batch_sizes(batch_sizes, x.shape[0])
+        return int(bs[0]), bs, "packed", None
+    if x.ndim != 3:
+        raise ValueError(f"x: expected a 3-D array (T, B, input_size), got shape {x.shape}")
+    batch = x.shape[1]
+    if lengths is not None:
+        lens = check_lengths(lengths, x.shape[0], batch)
+        # Every sequence full length: the dense path is the same thing.
+        if lens.size and lens.min() < x.shape[0]:
+            rows_map = _PackedRows(lens, x.shape[0])
+            return batch, rows_map.batch_sizes, "lengths", rows_map
+    return batch, None, "dense", None
+
+
+def _layer_direction(cell: str, inp, weights, h0, c0, reverse: bool, training: bool, kw):
+    """One layer and direction through the single-layer functions."""
+    if cell == "lstm":
+        return lstm_forward(inp, weights, h0, c0, reverse=reverse, training=training, **kw)
+    return gru_forward(inp, weights, h0, reverse=reverse, training=training, **kw)
+
+
 def rnn_forward(cell: str, x: np.ndarray, packed: Sequence[_core.PackedWeights], hx: Optional[np.ndarray] = None,
                 cx: Optional[np.ndarray] = None, *, num_layers: int, bidirectional: bool,
                 lengths: Optional[np.ndarray] = None, batch_sizes: Optional[np.ndarray] = None,
@@ -252,23 +280,7 @@ def rnn_forward(cell: str, x: np.ndarray, packed: Sequence[_core.PackedWeights],
     if not 0.0 <= dropout <= 1.0:  # NaN fails too
         raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout}")
 
-    # Rows the kernels see: dense (T, B, I), or packed (N, I) plus batch sizes.
-    rows_map = None
-    if batch_sizes is not None:
-        if x.ndim != 2:
-            raise ValueError(f"x: packed input must be 2-D (rows, input_size), got shape {x.shape}")
-        bs = check_batch_sizes(batch_sizes, x.shape[0])
-        batch, layout = int(bs[0]), "packed"
-    else:
-        if x.ndim != 3:
-            raise ValueError(f"x: expected a 3-D array (T, B, input_size), got shape {x.shape}")
-        batch, bs, layout = x.shape[1], None, "dense"
-        if lengths is not None:
-            lens = check_lengths(lengths, x.shape[0], batch)
-            # Every sequence full length: the dense path is the same thing.
-            if lens.size and lens.min() < x.shape[0]:
-                rows_map = _PackedRows(lens, x.shape[0])
-                bs, layout = rows_map.batch_sizes, "lengths"
+    batch, bs, layout, rows_map = _kernel_rows(x, lengths, batch_sizes)
     hidden = _check_packed(cell, packed, num_layers, dirs, x.shape[-1], x.dtype)
     state_shape = (num_layers * dirs, batch, hidden)
     hx = _states("hx", hx, state_shape, x.dtype)
@@ -288,14 +300,11 @@ def rnn_forward(cell: str, x: np.ndarray, packed: Sequence[_core.PackedWeights],
         outs = []
         for d in range(dirs):
             k = layer * dirs + d
-            h0 = sort(hx[k]) if hx is not None else None
+            res = _layer_direction(cell, inp, packed[k], sort(hx[k]) if hx is not None else None,
+                                   sort(cx[k]) if cx is not None else None, bool(d), training, kw)
+            h_n[k] = res[1]
             if cell == "lstm":
-                c0 = sort(cx[k]) if cx is not None else None
-                res = lstm_forward(inp, packed[k], h0, c0, reverse=bool(d), training=training, **kw)
-                h_n[k], c_n[k] = res[1], res[2]
-            else:
-                res = gru_forward(inp, packed[k], h0, reverse=bool(d), training=training, **kw)
-                h_n[k] = res[1]
+                c_n[k] = res[2]
             outs.append(res[0])
             if training:
                 ctx.kernel_ctx.append(res[-1])
