@@ -10,6 +10,7 @@ returns the input and state gradients and fills :attr:`RNNBase.grads`.
 from __future__ import annotations
 
 import copy
+import threading
 from typing import Dict, Mapping, Optional
 
 import numpy as np
@@ -57,6 +58,7 @@ class RNNBase:
         self._shapes = layers.param_shapes(self.cell, self.input_size, self.hidden_size, self.num_layers,
                                            self.bidirectional, self.bias)
         self._packed = None
+        self._pack_lock = threading.Lock()
         self._ctx = None
         self.grads: Dict[str, np.ndarray] = {}
         self.reset_parameters()
@@ -121,6 +123,11 @@ class RNNBase:
             return self._pack(params)
         # Evaluation reuses one packing; the arrays turn read-only meanwhile so
         # an in-place update fails loudly instead of being silently ignored.
+        # Locked: concurrent first calls must not both pack and freeze.
+        with self._pack_lock:
+            return self._eval_packing(params)
+
+    def _eval_packing(self, params):
         if self._packed is None:
             packed = self._pack(params)
             frozen = [a for a in params.values() if a.flags.writeable]
@@ -244,6 +251,7 @@ class RNNBase:
         state = dict(self.__dict__)
         state["_packed"] = None
         state.pop("_frozen", None)
+        state.pop("_pack_lock", None)
         return state
 
     def __setstate__(self, state):
@@ -252,6 +260,7 @@ class RNNBase:
             if isinstance(arr, np.ndarray) and not arr.flags.writeable:
                 state[name] = arr.copy()
         self.__dict__.update(state)
+        self._pack_lock = threading.Lock()
 
     def __copy__(self):
         # Independent of the original: its own parameter arrays and random
@@ -263,7 +272,7 @@ class RNNBase:
             state[name] = np.array(state[name], copy=True)
         state["_rng"] = copy.deepcopy(self._rng)
         state["grads"] = dict(self.grads)
-        new.__dict__.update(state)
+        new.__setstate__(state)
         return new
 
     def __repr__(self):
