@@ -167,6 +167,9 @@ def params(cell="LSTM", **kw):
     (lambda: rnnkit.LSTM(I, H, dtype="int8"), "dtype", TypeError),
     (lambda: rnnkit.LSTM(I, H, dtype="no such dtype"), "dtype", TypeError),
     (lambda: rnnkit.LSTM(I, H, seed=1.5), "seed", TypeError),
+    (lambda: rnnkit.set_isa(3), "name", TypeError),
+    (lambda: rnnkit.set_isa(None), "name", TypeError),
+    (lambda: rnnkit.use_isa(2).__enter__(), "name", TypeError),
 ])
 def test_sizes_indices_and_options(call, name, exc):
     refused(call, name, exc)

@@ -50,14 +50,20 @@ def set_isa(name: str) -> None:
     weights packed from now on. Raises ValueError for an unknown name and
     RuntimeError for an instruction set this CPU or build lacks. Weights
     packed earlier keep the kernels they were packed for."""
-    _core.set_isa(name)
+    _core.set_isa(_isa_name(name))
+
+
+def _isa_name(name) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected an instruction set name (str) such as 'avx2', got {type(name).__name__}")
+    return name
 
 
 @contextlib.contextmanager
 def use_isa(name: str) -> Iterator[None]:
     """Context manager: :func:`set_isa` inside the block, restored after."""
     previous = _core.isa()
-    _core.set_isa(name)
+    _core.set_isa(_isa_name(name))
     try:
         yield
     finally:
