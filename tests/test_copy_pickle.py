@@ -268,3 +268,19 @@ def test_module_copies_in_eval_mode(cls, how):
     m2.weight_ih_l0[...] = 0
     assert_same([m(x)[0]], [y])
     assert not np.array_equal(m2(x)[0], y)
+
+
+def test_update_never_writes_into_weights_someone_else_holds():
+    # update() refreshes the kept copies in place only while nothing else
+    # refers to them: a pickle state taken before keeps the old values.
+    case = make_case("lstm", T, B, I, H, np.float64, seed=11)
+    w = pack("lstm", case)
+    held = w.__reduce__()[1][0][-1][0]
+    w.update(case["weight_ih"] + 1, case["weight_hh"], case["bias_ih"], case["bias_hh"])
+    np.testing.assert_array_equal(held, case["weight_ih"])
+    w.update(case["weight_ih"] + 2, case["weight_hh"], case["bias_ih"], case["bias_hh"])
+    w.update(case["weight_ih"] + 3, case["weight_hh"])
+    state = w.__reduce__()[1][0][-1]
+    np.testing.assert_array_equal(state[0], case["weight_ih"] + 3)
+    assert state[2] is None and state[3] is None
+    np.testing.assert_array_equal(held, case["weight_ih"])

@@ -91,6 +91,28 @@ PackedHandle pack(const std::string& cell_s, py::handle w_ih, py::handle w_hh, p
                      : pack_impl<float>(cell, w_ih, w_hh, b_ih, b_hh, linear_before_reset);
 }
 
+// PackedHandle::source after update(): written in place when only this
+// handle holds the copies (no training context, no caller), so that an
+// optimizer loop allocates nothing; fresh copies otherwise.
+template <typename T>
+void refresh_source(py::object& source, const Arr<T>& w_ih, const Arr<T>& w_hh, const std::optional<Arr<T>>& b_ih,
+                    const std::optional<Arr<T>>& b_hh) {
+    const py::object given[4] = {w_ih, w_hh, b_ih ? py::object(*b_ih) : py::none(),
+                                 b_hh ? py::object(*b_hh) : py::none()};
+    bool in_place = source && source.ref_count() == 1;
+    py::tuple old = in_place ? source.cast<py::tuple>() : py::tuple();
+    for (int k = 0; in_place && k < 4; ++k)
+        // A tuple item is held by the tuple (1) and by `old`'s borrow here (none): 1 means private.
+        in_place = old[k].is_none() == given[k].is_none() && (old[k].is_none() || old[k].ref_count() <= 2);
+    if (!in_place) {
+        source = weight_copies(w_ih, w_hh, b_ih, b_hh);
+        return;
+    }
+    py::object copyto = py::module_::import("numpy").attr("copyto");
+    for (int k = 0; k < 4; ++k)
+        if (!given[k].is_none()) copyto(old[k], given[k]);
+}
+
 // New weights of the same shape into existing packed weights. In place
 // when nothing else holds them (the usual optimizer loop: forward,
 // backward, update); a training context or a call still running keeps the
@@ -105,7 +127,7 @@ void update_impl(PackedHandle& h, py::handle w_ih_obj, py::handle w_hh_obj, py::
     Arr<T> w_hh = take_array<T>(w_hh_obj, "weight_hh", {{GH, "G*H"}, {H, "H"}});
     auto b_ih = take_optional<T>(b_ih_obj, "bias_ih", {{GH, "G*H"}});
     auto b_hh = take_optional<T>(b_hh_obj, "bias_hh", {{GH, "G*H"}});
-    h.source = weight_copies(w_ih, w_hh, b_ih, b_hh);
+    refresh_source(h.source, w_ih, w_hh, b_ih, b_hh);
     if (w.use_count() > 1 || w->isa != active_isa()) {
         std::shared_ptr<PackedRnn<T>> fresh;
         {
