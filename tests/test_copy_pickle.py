@@ -16,7 +16,7 @@ import pytest
 
 import rnnkit
 from rnnkit import _core
-from conftest import (CELL_FORMS, GATES, accumulation_length, assert_close, linear_before_reset, make_case, pack,
+from conftest import (CELL_FORMS, accumulation_length, assert_close, make_case, pack,
                       reference_forward_backward)
 
 T, B, I, H = 5, 3, 7, 6

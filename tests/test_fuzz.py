@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 
 import rnnkit  # noqa: E402
 from rnnkit import reference  # noqa: E402
-from conftest import (CELL_FORMS, GATES, accumulation_length, assert_close, linear_before_reset,  # noqa: E402
+from conftest import (CELL_FORMS, GATES, accumulation_length, assert_close,  # noqa: E402
                       make_case, pack, reference_forward_backward, rnnkit_forward_backward)
 
 CLEAN = (TypeError, ValueError, MemoryError)

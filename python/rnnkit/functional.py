@@ -14,11 +14,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _core
-from ._common import as_bool, cell_name
+from ._common import as_bool
 from ._core import PackedWeights, TrainingContext
 
 __all__ = [
-    "LSTMGrads", "GRUGrads", "LSTMCellGrads", "GRUCellGrads", "pack_lstm", "pack_gru", "pack",
+    "LSTMGrads", "GRUGrads", "LSTMCellGrads", "GRUCellGrads", "pack_lstm", "pack_gru",
     "lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
     "lstm_cell", "lstm_cell_backward", "gru_cell", "gru_cell_backward",
 ]
@@ -135,16 +135,3 @@ def gru_cell(x: np.ndarray, weights: PackedWeights, h: Optional[np.ndarray] = No
 def gru_cell_backward(ctx: TrainingContext, dh: Optional[np.ndarray] = None) -> GRUCellGrads:
     """Gradients of one GRU step: GRUCellGrads (dx, dh, dw_ih, dw_hh, db_ih, db_hh)."""
     return GRUCellGrads(*_core.gru_cell_backward(ctx, dh))
-
-
-def pack(cell: str, weight_ih: np.ndarray, weight_hh: np.ndarray, bias_ih: Optional[np.ndarray] = None,
-         bias_hh: Optional[np.ndarray] = None, *, linear_before_reset: bool = True) -> PackedWeights:
-    """:func:`pack_lstm` or :func:`pack_gru` by ``cell`` ('lstm' or 'gru');
-    ``linear_before_reset`` must stay True for the LSTM."""
-    cell = cell_name(cell)
-    lbr = as_bool(linear_before_reset, "linear_before_reset", zero_one=True)
-    if cell == "lstm":
-        if not lbr:
-            raise ValueError("linear_before_reset: False applies to GRU weights only, got cell 'lstm'")
-        return pack_lstm(weight_ih, weight_hh, bias_ih, bias_hh)
-    return pack_gru(weight_ih, weight_hh, bias_ih, bias_hh, linear_before_reset=lbr)

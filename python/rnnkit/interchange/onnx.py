@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 
 from .. import layers
-from .._common import GATES, as_bool, as_int, check_lengths
+from .._common import GATES, as_bool, as_int
 from ._params import _ONNX_LSTM, _ZRH_GRU, _array, _build_layer, _expect_shape, _layer_params, _reorder, _suffix, _undo
 
 __all__ = ["from_onnx_lstm", "from_onnx_gru", "to_onnx_lstm", "to_onnx_gru", "run_onnx_rnn", "run_onnx_node",
