@@ -1,5 +1,5 @@
-"""Accuracy contract of the SIMD sigmoid/tanh kernels (rnnkit._core.sigmoid,
-rnnkit._core.tanh) for every ISA of this CPU.
+"""Accuracy contract of the SIMD sigmoid/tanh kernels (rnnkit._core._testing.sigmoid,
+rnnkit._core._testing.tanh) for every ISA of this CPU.
 
 The module states its own maximum relative errors (SIGMOID_MAX_REL_ERR_F32,
 ...); these tests hold it to them on dense grids, in the saturation regions,
@@ -15,7 +15,7 @@ import pytest
 import rnnkit
 from rnnkit import reference
 
-core = rnnkit._core
+core = rnnkit._core._testing
 
 FUNCS = ("sigmoid", "tanh")
 DTYPES = [np.dtype(np.float32), np.dtype(np.float64)]

@@ -1,4 +1,4 @@
-"""The GEMM driver and micro-kernels (rnnkit._core.gemm: pack B, then the
+"""The GEMM driver and micro-kernels (rnnkit._core._testing.gemm: pack B, then the
 driver's blocking and tiling) on every ISA of this CPU.
 
 Edge shapes: one to three rows (taken two or three panels at a time; on
@@ -18,7 +18,7 @@ import pytest
 
 import rnnkit
 
-core = rnnkit._core
+core = rnnkit._core._testing
 
 ROWS = [1, 2, 3, 4, 7, 8, 9, 10, 11, 13, 14, 15, 17]
 COLS = [1, 15, 33, 64, 65, 96, 97, 112, 160, 224]

@@ -3,7 +3,9 @@
 // and hands raw pointers to the drivers.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -34,6 +36,14 @@ CellKind parse_cell(const std::string& s) {
 
 // ---- packing ---------------------------------------------------------------
 
+// PackedHandle::source: copies, since the caller may change its arrays later.
+template <typename T>
+py::tuple weight_copies(const Arr<T>& w_ih, const Arr<T>& w_hh, const std::optional<Arr<T>>& b_ih,
+                        const std::optional<Arr<T>>& b_hh) {
+    auto copy = [](const std::optional<Arr<T>>& a) -> py::object { return a ? a->attr("copy")() : py::none(); };
+    return py::make_tuple(w_ih.attr("copy")(), w_hh.attr("copy")(), copy(b_ih), copy(b_hh));
+}
+
 template <typename T>
 PackedHandle pack_impl(CellKind cell, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj,
                        py::handle b_hh_obj, bool linear_before_reset) {
@@ -53,7 +63,7 @@ PackedHandle pack_impl(CellKind cell, py::handle w_ih_obj, py::handle w_hh_obj, 
     auto b_ih = take_optional<T>(b_ih_obj, "bias_ih", {{rows, "G*H"}});
     auto b_hh = take_optional<T>(b_hh_obj, "bias_hh", {{rows, "G*H"}});
 
-    PackedHandle h{cell, std::is_same<T, double>::value, nullptr, nullptr};
+    PackedHandle h{cell, std::is_same<T, double>::value, nullptr, nullptr, weight_copies(w_ih, w_hh, b_ih, b_hh)};
     std::shared_ptr<PackedRnn<T>> packed;
     {
         py::gil_scoped_release release;
@@ -81,6 +91,28 @@ PackedHandle pack(const std::string& cell_s, py::handle w_ih, py::handle w_hh, p
                      : pack_impl<float>(cell, w_ih, w_hh, b_ih, b_hh, linear_before_reset);
 }
 
+// PackedHandle::source after update(): written in place when only this
+// handle holds the copies (no training context, no caller), so that an
+// optimizer loop allocates nothing; fresh copies otherwise.
+template <typename T>
+void refresh_source(py::object& source, const Arr<T>& w_ih, const Arr<T>& w_hh, const std::optional<Arr<T>>& b_ih,
+                    const std::optional<Arr<T>>& b_hh) {
+    const py::object given[4] = {w_ih, w_hh, b_ih ? py::object(*b_ih) : py::none(),
+                                 b_hh ? py::object(*b_hh) : py::none()};
+    bool in_place = source && source.ref_count() == 1;
+    py::tuple old = in_place ? source.cast<py::tuple>() : py::tuple();
+    for (int k = 0; in_place && k < 4; ++k)
+        // A tuple item is held by the tuple (1) and by `old`'s borrow here (none): 1 means private.
+        in_place = old[k].is_none() == given[k].is_none() && (old[k].is_none() || old[k].ref_count() <= 2);
+    if (!in_place) {
+        source = weight_copies(w_ih, w_hh, b_ih, b_hh);
+        return;
+    }
+    py::object copyto = py::module_::import("numpy").attr("copyto");
+    for (int k = 0; k < 4; ++k)
+        if (!given[k].is_none()) copyto(old[k], given[k]);
+}
+
 // New weights of the same shape into existing packed weights. In place
 // when nothing else holds them (the usual optimizer loop: forward,
 // backward, update); a training context or a call still running keeps the
@@ -95,6 +127,7 @@ void update_impl(PackedHandle& h, py::handle w_ih_obj, py::handle w_hh_obj, py::
     Arr<T> w_hh = take_array<T>(w_hh_obj, "weight_hh", {{GH, "G*H"}, {H, "H"}});
     auto b_ih = take_optional<T>(b_ih_obj, "bias_ih", {{GH, "G*H"}});
     auto b_hh = take_optional<T>(b_hh_obj, "bias_hh", {{GH, "G*H"}});
+    refresh_source(h.source, w_ih, w_hh, b_ih, b_hh);
     if (w.use_count() > 1 || w->isa != active_isa()) {
         std::shared_ptr<PackedRnn<T>> fresh;
         {
@@ -174,6 +207,7 @@ py::object forward_impl(const PackedHandle& wh, CellKind cell, bool single_step,
     // A copy: while this call runs, an update() of the same weights from
     // another thread packs afresh instead of writing into them.
     const std::shared_ptr<PackedRnn<T>> w = wh.get<T>();
+    const py::object w_source = wh.source;
     const bool lstm = cell == CellKind::lstm;
     const py::ssize_t I = w->I, H = w->H;
     // Packed sequences: x (N, I) with the rows of step t after those of t-1.
@@ -241,6 +275,7 @@ py::object forward_impl(const PackedHandle& wh, CellKind cell, bool single_step,
         ch.x = x;
         ch.x_callers = x_callers;
         ch.x_fingerprint = x_fingerprint;
+        ch.weights_source = w_source;
         if constexpr (std::is_same<T, double>::value) ch.f64 = ctx; else ch.f32 = ctx;
         out.append(py::cast(std::move(ch)));
     }
@@ -321,6 +356,99 @@ py::tuple backward(CellKind cell, bool single_step, const char* fn, py::handle c
                        : backward_impl<float>(c, single_step, dy, dh, dc, names);
 }
 
+// ---- pickling and copies ---------------------------------------------------------
+// State = the weights in PyTorch layout (PackedHandle::source), never the
+// panels: a pickle made under one ISA loads under any other, and copy /
+// deepcopy (which go through the same state) pack afresh, so a copy shares
+// no memory with its original. Each state starts with a format version.
+
+constexpr int kPickleVersion = 1;
+
+py::tuple packed_state(const PackedHandle& h) {
+    return py::make_tuple(kPickleVersion, cell_prefix(h.cell), h.linear_before_reset(), h.source);
+}
+
+// Unpickled states go through pack(), so a damaged one fails with its checks.
+PackedHandle packed_from_state(const py::tuple& st) {
+    if (st.size() != 4 || st[0].cast<int>() != kPickleVersion)
+        raise_value_error("PackedWeights: unpickling needs a state of this rnnkit version (format 1)");
+    const py::tuple w = st[3].cast<py::tuple>();
+    if (w.size() != 4) raise_value_error("PackedWeights: damaged pickle state (weights)");
+    return pack(st[1].cast<std::string>(), w[0], w[1], w[2], w[3], st[2].cast<bool>());
+}
+
+template <typename T>
+py::bytes buffer_bytes(const AlignedBuffer<T>& b) {
+    return py::bytes(reinterpret_cast<const char*>(b.data()), b.size() * sizeof(T));
+}
+
+// A buffer of exactly `n` values from pickled bytes; any other size is a damaged state.
+template <typename T>
+void buffer_from_bytes(AlignedBuffer<T>& b, const py::handle& obj, std::size_t n, const char* what) {
+    const std::string bytes = obj.cast<std::string>();
+    if (bytes.size() != n * sizeof(T))
+        raise_value_error(std::string("TrainingContext: damaged pickle state (") + what + " has " +
+                          std::to_string(bytes.size()) + " bytes, expected " + std::to_string(n * sizeof(T)) + ")");
+    b.reset(n);
+    if (n) std::memcpy(b.data(), bytes.data(), bytes.size());
+}
+
+template <typename T>
+py::tuple context_state_impl(ContextHandle& ch) {
+    const TrainingContext<T>& c = *ch.get<T>();
+    const PackedRnn<T>& w = *c.weights;
+    const py::tuple weights = py::make_tuple(kPickleVersion, cell_prefix(w.cell), w.linear_before_reset,
+                                             ch.weights_source);
+    return py::make_tuple(kPickleVersion, weights, ch.single_step, ch.packed, c.steps, c.batch, c.reverse,
+                          c.rows.sizes, ch.x, buffer_bytes(c.gates), buffer_bytes(c.h), buffer_bytes(c.c),
+                          buffer_bytes(c.rh));
+}
+
+py::tuple context_state(ContextHandle& ch) {
+    return ch.is_double ? context_state_impl<double>(ch) : context_state_impl<float>(ch);
+}
+
+template <typename T>
+ContextHandle context_from_state_impl(const py::tuple& st, const PackedHandle& wh) {
+    auto c = std::make_shared<TrainingContext<T>>();
+    c->weights = wh.get<T>();
+    const PackedRnn<T>& w = *c->weights;
+    c->steps = st[4].cast<int>();
+    c->batch = st[5].cast<int>();
+    c->reverse = st[6].cast<bool>();
+    const std::vector<int> sizes = st[7].cast<std::vector<int>>();
+    if (c->steps < 1 || c->batch < 1 || sizes.size() != std::size_t(c->steps) || sizes[0] != c->batch)
+        raise_value_error("TrainingContext: damaged pickle state (steps / batch sizes)");
+    for (std::size_t t = 0; t < sizes.size(); ++t)
+        if (sizes[t] < 1 || (t && sizes[t] > sizes[t - 1]))
+            raise_value_error("TrainingContext: damaged pickle state (batch sizes)");
+    c->rows.init(c->steps, c->batch, sizes.data());
+    const bool single_step = st[2].cast<bool>(), packed = st[3].cast<bool>();
+    const py::ssize_t N = py::ssize_t(c->rows.total()), B = c->batch, I = w.I, H = w.H;
+    Arr<T> x = single_step ? take_array<T>(st[8], "x", {{B, "B"}, {I, "I"}})
+               : packed    ? take_array<T>(st[8], "x", {{N, "N"}, {I, "I"}})
+                           : take_array<T>(st[8], "x", {{c->steps, "T"}, {B, "B"}, {I, "I"}});
+    c->x = x.data();
+    const std::size_t n = std::size_t(N), states = std::size_t(B + N) * std::size_t(H);
+    buffer_from_bytes(c->gates, st[9], n * kWorkspaceSlots * std::size_t(H), "gates");
+    buffer_from_bytes(c->h, st[10], states, "h");
+    buffer_from_bytes(c->c, st[11], w.cell == CellKind::lstm ? states : 0, "c");
+    buffer_from_bytes(c->rh, st[12], w.linear_before_reset ? 0 : n * std::size_t(H), "rh");
+    ContextHandle ch{w.cell, std::is_same<T, double>::value, single_step, nullptr, nullptr};
+    ch.packed = packed;
+    ch.x = x;   // the unpickled copy: private, nobody else writes to it
+    ch.weights_source = wh.source;
+    if constexpr (std::is_same<T, double>::value) ch.f64 = c; else ch.f32 = c;
+    return ch;
+}
+
+ContextHandle context_from_state(const py::tuple& st) {
+    if (st.size() != 13 || st[0].cast<int>() != kPickleVersion)
+        raise_value_error("TrainingContext: unpickling needs a state of this rnnkit version (format 1)");
+    const PackedHandle wh = packed_from_state(st[1].cast<py::tuple>());
+    return wh.is_double ? context_from_state_impl<double>(st, wh) : context_from_state_impl<float>(st, wh);
+}
+
 }  // namespace
 
 void register_rnn(py::module_& m) {
@@ -343,11 +471,24 @@ void register_rnn(py::module_& m) {
             return std::string("<rnnkit.PackedWeights ") + cell_prefix(h.cell) + " " + (h.is_double ? "float64" : "float32") +
                    " input_size=" + std::to_string(h.input_size()) + " hidden_size=" + std::to_string(h.hidden_size()) +
                    (h.linear_before_reset() ? "" : " linear_before_reset=False") + " isa=" + isa_name(h.isa()) + ">";
+        })
+        .def("__reduce__", [](py::object self) {
+            return py::make_tuple(py::module_::import("rnnkit._core").attr("_packed_weights_from_state"),
+                                  py::make_tuple(packed_state(self.cast<const PackedHandle&>())));
         });
     py::class_<ContextHandle>(m, "TrainingContext",
                               "Opaque state a training forward keeps for the matching backward call.")
         .def_property_readonly("cell", [](const ContextHandle& c) { return std::string(cell_prefix(c.cell)); })
-        .def_property_readonly("single_step", [](const ContextHandle& c) { return c.single_step; });
+        .def_property_readonly("single_step", [](const ContextHandle& c) { return c.single_step; })
+        .def("__reduce__", [](py::object self) {
+            return py::make_tuple(py::module_::import("rnnkit._core").attr("_training_context_from_state"),
+                                  py::make_tuple(context_state(self.cast<ContextHandle&>())));
+        });
+    // __reduce__ rather than __getstate__ / __setstate__: pickle protocols 0
+    // and 1 would otherwise make the instance with object.__new__, which a
+    // pybind11 class cannot survive.
+    m.def("_packed_weights_from_state", &packed_from_state, py::arg("state"));
+    m.def("_training_context_from_state", &context_from_state, py::arg("state"));
 
     m.def("pack", &pack, py::arg("cell"), py::arg("weight_ih"), py::arg("weight_hh"), py::arg("bias_ih") = py::none(),
           py::arg("bias_hh") = py::none(), py::arg("linear_before_reset") = true);

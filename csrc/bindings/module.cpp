@@ -51,5 +51,8 @@ PYBIND11_MODULE(_core, m) {
 #endif
 
     bind::register_rnn(m);
-    bind::register_testing(m);
+    // Hooks for the tests only (single kernels, the fingerprint, the core
+    // round trip) live apart, so that the module's own namespace is its API.
+    py::module_ testing = m.def_submodule("_testing", "rnnkit's test hooks: single kernels and measurements");
+    bind::register_testing(testing);
 }

@@ -6,8 +6,8 @@ Two levels:
   :mod:`rnnkit.torch` and the interchange code build on. It takes weights
   already packed (:func:`pack_layer_weights`) and runs every layer and
   direction, with dropout between layers and variable sequence lengths.
-* :class:`LSTM` / :class:`GRU` (defined in :mod:`rnnkit.modules`, also
-  ``rnnkit.LSTM`` / ``rnnkit.GRU``): NumPy modules with PyTorch's constructor,
+* :class:`rnnkit.LSTM` / :class:`rnnkit.GRU` (in :mod:`rnnkit.modules`,
+  which builds on this module): NumPy modules with PyTorch's constructor,
   parameter names, shapes, initialisation and state_dict, plus an explicit
   :meth:`~RNNBase.backward`.
 
@@ -31,13 +31,15 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _core
-from . import gru_backward, gru_forward, lstm_backward, lstm_forward, pack_gru, pack_lstm
+from ._common import GATES, as_bool, as_int, cell_name, check_batch_sizes, check_lengths
+from .functional import gru_backward, gru_forward, lstm_backward, lstm_forward, pack_gru, pack_lstm
 
 __all__ = ["MODES", "param_names", "param_shapes", "pack_layer_weights", "rnn_forward", "rnn_backward",
-           "RnnContext", "LSTM", "GRU"]
+           "RnnContext", "bernoulli_mask"]
 
-# Gate count per mode.
-MODES = {"LSTM": 4, "GRU": 3}
+# Gate count per cell, keyed as torch.nn's ``mode`` spells it (kept for
+# callers of this name; rnnkit._common.GATES is the table).
+MODES = {cell.upper(): g for cell, g in GATES.items()}
 
 MaskFn = Callable[[Tuple[int, ...], np.dtype], np.ndarray]
 
@@ -58,10 +60,10 @@ def param_names(num_layers: int, bidirectional: bool, bias: bool = True) -> List
     return names
 
 
-def param_shapes(mode: str, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool,
+def param_shapes(cell: str, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool,
                  bias: bool = True) -> Dict[str, Tuple[int, ...]]:
     """Name -> shape of every parameter, as torch.nn.LSTM/GRU hold them."""
-    gh = _gates(mode) * hidden_size
+    gh = _gates(cell) * hidden_size
     dirs = 2 if bidirectional else 1
     shapes = {}
     for name in param_names(num_layers, bidirectional, bias):
@@ -73,13 +75,11 @@ def param_shapes(mode: str, input_size: int, hidden_size: int, num_layers: int, 
     return shapes
 
 
-def _gates(mode: str) -> int:
-    if mode not in MODES:
-        raise ValueError(f"mode: expected 'LSTM' or 'GRU', got {mode!r}")
-    return MODES[mode]
+def _gates(cell: str) -> int:
+    return GATES[cell_name(cell)]
 
 
-def pack_layer_weights(mode: str, params: Mapping[str, np.ndarray], *, num_layers: int, bidirectional: bool,
+def pack_layer_weights(cell: str, params: Mapping[str, np.ndarray], *, num_layers: int, bidirectional: bool,
                        bias: bool = True, linear_before_reset: bool = True,
                        into: Optional[List[_core.PackedWeights]] = None) -> List[_core.PackedWeights]:
     """Pack every layer and direction; index ``layer * D + direction``.
@@ -90,8 +90,10 @@ def pack_layer_weights(mode: str, params: Mapping[str, np.ndarray], *, num_layer
     where they match (cell, form, dtype, sizes) the new weights are packed
     into their memory (``PackedWeights.update``) and that list comes back.
     """
-    _gates(mode)
-    dirs = 2 if bidirectional else 1
+    cell = cell_name(cell)
+    num_layers = as_int(num_layers, "num_layers", 1)
+    dirs = 2 if as_bool(bidirectional, "bidirectional") else 1
+    bias = as_bool(bias, "bias")
     entries = []
     for layer in range(num_layers):
         for d in range(dirs):
@@ -102,21 +104,21 @@ def pack_layer_weights(mode: str, params: Mapping[str, np.ndarray], *, num_layer
             except KeyError as exc:
                 raise ValueError(f"params: missing {exc.args[0]!r}") from None
             entries.append((w_ih, w_hh, b_ih, b_hh))
-    lbr = mode != "GRU" or linear_before_reset
+    lbr = cell != "gru" or as_bool(linear_before_reset, "linear_before_reset", zero_one=True)
     # An optimizer step changes values, not shapes: pack into the old memory.
     if into is not None and len(into) == len(entries) and all(
-            _fits(p, mode, lbr, w_ih, w_hh) for p, (w_ih, w_hh, _, _) in zip(into, entries)):
+            _fits(p, cell, lbr, w_ih, w_hh) for p, (w_ih, w_hh, _, _) in zip(into, entries)):
         for p, weights in zip(into, entries):
             p.update(*weights)
         return into
-    if mode == "LSTM":
+    if cell == "lstm":
         return [pack_lstm(*weights) for weights in entries]
     return [pack_gru(*weights, linear_before_reset=lbr) for weights in entries]
 
 
-def _fits(packed: _core.PackedWeights, mode: str, lbr: bool, w_ih, w_hh) -> bool:
+def _fits(packed: _core.PackedWeights, cell: str, lbr: bool, w_ih, w_hh) -> bool:
     """Whether packed weights can take (w_ih, w_hh) in place."""
-    return (packed.cell == mode.lower() and packed.linear_before_reset == lbr
+    return (packed.cell == cell and packed.linear_before_reset == lbr
             and isinstance(w_ih, np.ndarray) and isinstance(w_hh, np.ndarray) and w_ih.dtype == packed.dtype
             and w_ih.ndim == 2 and w_ih.shape[1] == packed.input_size and w_hh.shape[-1] == packed.hidden_size)
 
@@ -148,41 +150,18 @@ class _PackedRows:
         return out
 
 
-def _check_lengths(lengths, steps: int, batch: int) -> np.ndarray:
-    arr = np.asarray(lengths)
-    if arr.ndim != 1 or arr.shape[0] != batch:
-        raise ValueError(f"lengths: expected a 1-D array of {batch} lengths (one per batch element), "
-                         f"got shape {arr.shape}")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if not np.all(np.equal(np.mod(arr, 1), 0)):
-            raise TypeError(f"lengths: expected integers, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64)
-    if arr.size and (arr.min() < 1 or arr.max() > steps):
-        raise ValueError(f"lengths: every length must be in [1, {steps}] (the input's time steps), "
-                         f"got min {arr.min()}, max {arr.max()}")
-    return arr
-
-
-def _check_batch_sizes(batch_sizes, rows: int) -> np.ndarray:
-    bs = np.asarray(batch_sizes)
-    if bs.ndim != 1 or bs.size == 0 or not np.issubdtype(bs.dtype, np.integer):
-        raise ValueError(f"batch_sizes: expected a non-empty 1-D integer array, got shape {bs.shape}, "
-                         f"dtype {bs.dtype}")
-    bs = bs.astype(np.int64)
-    if bs.min() < 1 or np.any(np.diff(bs) > 0):
-        raise ValueError("batch_sizes: expected positive, non-increasing counts (a packed sequence)")
-    if int(bs.sum()) != rows:
-        raise ValueError(f"batch_sizes: they sum to {int(bs.sum())} but x has {rows} rows")
-    return bs
-
-
 # ---- the functional core ----------------------------------------------------------
 
 class RnnContext:
     """What :func:`rnn_backward` needs from a training :func:`rnn_forward`."""
 
-    def __init__(self, mode, num_layers, dirs, hidden, layout, rows, batch, input_shape, dtype):
-        self.mode, self.num_layers, self.dirs, self.hidden = mode, num_layers, dirs, hidden
+    @property
+    def mode(self) -> str:
+        """torch.nn's spelling of :attr:`cell` ('LSTM' / 'GRU')."""
+        return self.cell.upper()
+
+    def __init__(self, cell, num_layers, dirs, hidden, layout, rows, batch, input_shape, dtype):
+        self.cell, self.num_layers, self.dirs, self.hidden = cell, num_layers, dirs, hidden
         self.layout, self.rows, self.batch = layout, rows, batch
         self.input_shape, self.dtype = input_shape, dtype
         self.kernel_ctx: List[object] = []
@@ -200,15 +179,21 @@ def _states(name, arr, shape, dtype):
     return arr
 
 
-def _check_packed(mode, packed, num_layers, dirs, input_size, dtype):
+def _check_packed(cell, packed, num_layers, dirs, input_size, dtype):
+    if isinstance(packed, _core.PackedWeights) or not isinstance(packed, Sequence):
+        raise TypeError(f"packed: expected a list of rnnkit.PackedWeights (pack_layer_weights), "
+                        f"got {type(packed).__name__}")
+    for k, w in enumerate(packed):
+        if not isinstance(w, _core.PackedWeights):
+            raise TypeError(f"packed[{k}]: expected rnnkit.PackedWeights, got {type(w).__name__}")
     if len(packed) != num_layers * dirs:
         raise ValueError(f"packed: expected {num_layers * dirs} packed weights (num_layers * directions), "
                          f"got {len(packed)}")
     hidden = packed[0].hidden_size
     for k, w in enumerate(packed):
         want_in = input_size if k < dirs else dirs * hidden
-        if w.cell != mode.lower() or w.hidden_size != hidden or w.input_size != want_in:
-            raise ValueError(f"packed[{k}]: expected {mode} weights with input_size {want_in} and hidden_size "
+        if w.cell != cell or w.hidden_size != hidden or w.input_size != want_in:
+            raise ValueError(f"packed[{k}]: expected {cell.upper()} weights with input_size {want_in} and hidden_size "
                              f"{hidden}, got {w.cell.upper()} with input_size {w.input_size}, "
                              f"hidden_size {w.hidden_size}")
         if w.dtype != dtype:
@@ -235,7 +220,35 @@ def _dropout_mask(p: float, mask_fn: Optional[MaskFn], shape, dtype) -> np.ndarr
     return bernoulli_mask(np.random.default_rng(), p, shape, dtype)
 
 
-def rnn_forward(mode: str, x: np.ndarray, packed: Sequence[_core.PackedWeights], hx: Optional[np.ndarray] = None,
+def _kernel_rows(x: np.ndarray, lengths, batch_sizes):
+    """Rows the kernels see: dense (T, B, I), or packed (N, I) plus batch
+    sizes (given, or made from ``lengths``). Returns (batch, batch sizes or
+    None, layout name, _PackedRows or None)."""
+    if batch_sizes is not None:
+        if x.ndim != 2:
+            raise ValueError(f"x: packed input must be 2-D (rows, input_size), got shape {x.shape}")
+        bs = check_batch_sizes(batch_sizes, x.shape[0])
+        return int(bs[0]), bs, "packed", None
+    if x.ndim != 3:
+        raise ValueError(f"x: expected a 3-D array (T, B, input_size), got shape {x.shape}")
+    batch = x.shape[1]
+    if lengths is not None:
+        lens = check_lengths(lengths, x.shape[0], batch)
+        # Every sequence full length: the dense path is the same thing.
+        if lens.size and lens.min() < x.shape[0]:
+            rows_map = _PackedRows(lens, x.shape[0])
+            return batch, rows_map.batch_sizes, "lengths", rows_map
+    return batch, None, "dense", None
+
+
+def _layer_direction(cell: str, inp, weights, h0, c0, reverse: bool, training: bool, kw):
+    """One layer and direction through the single-layer functions."""
+    if cell == "lstm":
+        return lstm_forward(inp, weights, h0, c0, reverse=reverse, training=training, **kw)
+    return gru_forward(inp, weights, h0, reverse=reverse, training=training, **kw)
+
+
+def rnn_forward(cell: str, x: np.ndarray, packed: Sequence[_core.PackedWeights], hx: Optional[np.ndarray] = None,
                 cx: Optional[np.ndarray] = None, *, num_layers: int, bidirectional: bool,
                 lengths: Optional[np.ndarray] = None, batch_sizes: Optional[np.ndarray] = None,
                 dropout: float = 0.0, dropout_mask: Optional[MaskFn] = None, training: bool = False):
@@ -253,60 +266,45 @@ def rnn_forward(mode: str, x: np.ndarray, packed: Sequence[_core.PackedWeights],
     Returns ``(y, h_n, c_n, ctx)``: y (T, B, D*H) (packed input: (N, D*H)),
     c_n None for the GRU, ctx None unless ``training``.
     """
-    _gates(mode)
-    dirs = 2 if bidirectional else 1
+    cell = cell_name(cell)
+    num_layers = as_int(num_layers, "num_layers", 1)
+    dirs = 2 if as_bool(bidirectional, "bidirectional") else 1
+    training = as_bool(training, "training")
+    if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, (int, float, np.floating, np.integer)):
+        raise TypeError(f"dropout: expected a float probability, got {type(dropout).__name__}")
     if lengths is not None and batch_sizes is not None:
         raise ValueError("lengths and batch_sizes: give at most one (padded input with lengths, or packed rows)")
     x = np.asarray(x)
     if x.dtype not in (np.float32, np.float64):
         raise TypeError(f"x: expected dtype float32 or float64, got {x.dtype}")
-    if not 0.0 <= dropout <= 1.0:
+    if not 0.0 <= dropout <= 1.0:  # NaN fails too
         raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout}")
 
-    # Rows the kernels see: dense (T, B, I), or packed (N, I) plus batch sizes.
-    rows_map = None
-    if batch_sizes is not None:
-        if x.ndim != 2:
-            raise ValueError(f"x: packed input must be 2-D (rows, input_size), got shape {x.shape}")
-        bs = _check_batch_sizes(batch_sizes, x.shape[0])
-        batch, layout = int(bs[0]), "packed"
-    else:
-        if x.ndim != 3:
-            raise ValueError(f"x: expected a 3-D array (T, B, input_size), got shape {x.shape}")
-        batch, bs, layout = x.shape[1], None, "dense"
-        if lengths is not None:
-            lens = _check_lengths(lengths, x.shape[0], batch)
-            # Every sequence full length: the dense path is the same thing.
-            if lens.size and lens.min() < x.shape[0]:
-                rows_map = _PackedRows(lens, x.shape[0])
-                bs, layout = rows_map.batch_sizes, "lengths"
-    hidden = _check_packed(mode, packed, num_layers, dirs, x.shape[-1], x.dtype)
+    batch, bs, layout, rows_map = _kernel_rows(x, lengths, batch_sizes)
+    hidden = _check_packed(cell, packed, num_layers, dirs, x.shape[-1], x.dtype)
     state_shape = (num_layers * dirs, batch, hidden)
     hx = _states("hx", hx, state_shape, x.dtype)
-    cx = _states("cx", cx, state_shape, x.dtype) if mode == "LSTM" else None
-    if mode == "GRU" and cx is not None:
+    if cell == "gru" and cx is not None:
         raise ValueError("cx: the GRU has no cell state")
+    cx = _states("cx", cx, state_shape, x.dtype) if cell == "lstm" else None
 
     inp = rows_map.pack(x) if rows_map is not None else x
     # Kernel state rows follow the packed (sorted) order.
     sort = (lambda s: None if s is None else np.ascontiguousarray(s[rows_map.order])) if rows_map else (lambda s: s)
     h_n = np.empty(state_shape, x.dtype)
-    c_n = np.empty(state_shape, x.dtype) if mode == "LSTM" else None
-    ctx = RnnContext(mode, num_layers, dirs, hidden, layout, rows_map, batch, x.shape, x.dtype) if training else None
+    c_n = np.empty(state_shape, x.dtype) if cell == "lstm" else None
+    ctx = RnnContext(cell, num_layers, dirs, hidden, layout, rows_map, batch, x.shape, x.dtype) if training else None
     kw = {} if bs is None else {"batch_sizes": bs}
 
     for layer in range(num_layers):
         outs = []
         for d in range(dirs):
             k = layer * dirs + d
-            h0 = sort(hx[k]) if hx is not None else None
-            if mode == "LSTM":
-                c0 = sort(cx[k]) if cx is not None else None
-                res = lstm_forward(inp, packed[k], h0, c0, reverse=bool(d), training=training, **kw)
-                h_n[k], c_n[k] = res[1], res[2]
-            else:
-                res = gru_forward(inp, packed[k], h0, reverse=bool(d), training=training, **kw)
-                h_n[k] = res[1]
+            res = _layer_direction(cell, inp, packed[k], sort(hx[k]) if hx is not None else None,
+                                   sort(cx[k]) if cx is not None else None, bool(d), training, kw)
+            h_n[k] = res[1]
+            if cell == "lstm":
+                c_n[k] = res[2]
             outs.append(res[0])
             if training:
                 ctx.kernel_ctx.append(res[-1])
@@ -345,13 +343,13 @@ def rnn_backward(ctx: RnnContext, dy: Optional[np.ndarray] = None, dh_n: Optiona
     out_shape = ctx.input_shape[:-1] + (dirs * H,)
     dy = _states("dy", dy, out_shape, dt)
     dh_n = _states("dh_n", dh_n, state_shape, dt)
-    dc_n = _states("dc_n", dc_n, state_shape, dt) if ctx.mode == "LSTM" else None
+    dc_n = _states("dc_n", dc_n, state_shape, dt) if ctx.cell == "lstm" else None
 
     sort = (lambda s: None if s is None else np.ascontiguousarray(s[rows_map.order])) if rows_map else (lambda s: s)
     # The gradient reaching the top layer's output, in the kernels' rows.
     grad = None if dy is None else (rows_map.pack(dy) if rows_map is not None else dy)
     dhx = np.empty(state_shape, dt)
-    dcx = np.empty(state_shape, dt) if ctx.mode == "LSTM" else None
+    dcx = np.empty(state_shape, dt) if ctx.cell == "lstm" else None
     grads: List[Optional[tuple]] = [None] * nstates
     kernel_ctx = ctx.kernel_ctx
 
@@ -361,7 +359,7 @@ def rnn_backward(ctx: RnnContext, dy: Optional[np.ndarray] = None, dh_n: Optiona
             k = layer * dirs + d
             g_d = None if grad is None else np.ascontiguousarray(grad[..., d * H:(d + 1) * H])
             dh = sort(dh_n[k]) if dh_n is not None else None
-            if ctx.mode == "LSTM":
+            if ctx.cell == "lstm":
                 dc = sort(dc_n[k]) if dc_n is not None else None
                 r = lstm_backward(kernel_ctx[k], g_d, dh, dc)
                 dhx[k], dcx[k] = r.dh0, r.dc0
@@ -384,5 +382,10 @@ def rnn_backward(ctx: RnnContext, dy: Optional[np.ndarray] = None, dh_n: Optiona
     return dx, dhx, dcx, grads
 
 
-# The NumPy module classes live in rnnkit.modules; they are reachable here too.
-from .modules import GRU, LSTM  # noqa: E402
+def __getattr__(name: str):
+    # rnnkit.layers.LSTM / GRU, as before the classes moved to rnnkit.modules;
+    # looked up on use, so that this module does not import the one above it.
+    if name in ("LSTM", "GRU", "RNNBase"):
+        from . import modules
+        return getattr(modules, name)
+    raise AttributeError(f"module 'rnnkit.layers' has no attribute {name!r}")

@@ -9,55 +9,56 @@ returns the input and state gradients and fills :attr:`RNNBase.grads`.
 
 from __future__ import annotations
 
+import copy
+import threading
 from typing import Dict, Mapping, Optional
 
 import numpy as np
 
 from . import layers
+from ._common import as_bool, as_int, as_numpy
 
 __all__ = ["RNNBase", "LSTM", "GRU"]
-
-
-def _as_numpy(value) -> np.ndarray:
-    # torch tensors (duck-typed: torch stays optional) arrive detached on the CPU.
-    if hasattr(value, "detach") and hasattr(value, "cpu"):
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
-def _positive_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
-    return int(value)
 
 
 class RNNBase:
     """Shared machinery of :class:`LSTM` and :class:`GRU`; not used directly."""
 
+    # ``cell`` is rnnkit's name of the cell ('lstm' / 'gru', as PackedWeights.cell);
+    # ``mode`` is torch.nn.RNNBase's attribute ('LSTM' / 'GRU'), kept for its users.
+    cell = ""
     mode = ""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, *,
                  dtype=np.float32, seed: Optional[int] = None, linear_before_reset: bool = True):
-        self.input_size = _positive_int("input_size", input_size)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
-        self.num_layers = _positive_int("num_layers", num_layers)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout <= 1.0:
+        self.input_size = as_int(input_size, "input_size", 1)
+        self.hidden_size = as_int(hidden_size, "hidden_size", 1)
+        self.num_layers = as_int(num_layers, "num_layers", 1)
+        if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, (int, float, np.integer, np.floating)):
+            raise TypeError(f"dropout: expected a float probability in [0, 1], got {type(dropout).__name__}")
+        if not 0.0 <= dropout <= 1.0:
             raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout!r}")
-        self.dtype = np.dtype(dtype)
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from None
         if self.dtype not in (np.float32, np.float64):
             raise TypeError(f"dtype: expected float32 or float64, got {self.dtype}")
-        self.bias, self.batch_first, self.bidirectional = bool(bias), bool(batch_first), bool(bidirectional)
+        self.bias = as_bool(bias, "bias")
+        self.batch_first = as_bool(batch_first, "batch_first")
+        self.bidirectional = as_bool(bidirectional, "bidirectional")
         self.dropout = float(dropout)
-        self.linear_before_reset = bool(linear_before_reset)
+        self.linear_before_reset = as_bool(linear_before_reset, "linear_before_reset", zero_one=True)
+        if seed is not None:
+            as_int(seed, "seed", 0)
         self.training = True
         # Seeded: the initial weights and every dropout mask are reproducible.
         self._rng = np.random.default_rng(seed)
-        self._shapes = layers.param_shapes(self.mode, self.input_size, self.hidden_size, self.num_layers,
+        self._shapes = layers.param_shapes(self.cell, self.input_size, self.hidden_size, self.num_layers,
                                            self.bidirectional, self.bias)
         self._packed = None
+        self._pack_lock = threading.Lock()
         self._ctx = None
         self.grads: Dict[str, np.ndarray] = {}
         self.reset_parameters()
@@ -96,13 +97,13 @@ class RNNBase:
         for name in self._shapes:
             if name not in state:
                 continue
-            value = _as_numpy(state[name])
+            value = as_numpy(state[name])
             if value.shape != self._shapes[name]:
                 raise ValueError(f"state_dict[{name!r}]: expected shape {self._shapes[name]}, got {value.shape}")
             setattr(self, name, np.array(value, dtype=self.dtype, copy=True))
 
     def train(self, mode: bool = True) -> "RNNBase":
-        self.training = bool(mode)
+        self.training = as_bool(mode, "mode")
         self._drop_packed()
         return self
 
@@ -122,6 +123,11 @@ class RNNBase:
             return self._pack(params)
         # Evaluation reuses one packing; the arrays turn read-only meanwhile so
         # an in-place update fails loudly instead of being silently ignored.
+        # Locked: concurrent first calls must not both pack and freeze.
+        with self._pack_lock:
+            return self._eval_packing(params)
+
+    def _eval_packing(self, params):
         if self._packed is None:
             packed = self._pack(params)
             frozen = [a for a in params.values() if a.flags.writeable]
@@ -136,7 +142,7 @@ class RNNBase:
             if not isinstance(arr, np.ndarray) or arr.dtype != self.dtype or arr.shape != self._shapes[name]:
                 raise ValueError(f"{name}: expected a {self.dtype.name} array of shape {self._shapes[name]}, got "
                                  f"{getattr(arr, 'dtype', type(arr).__name__)} {getattr(arr, 'shape', '')}")
-        return layers.pack_layer_weights(self.mode, params, num_layers=self.num_layers,
+        return layers.pack_layer_weights(self.cell, params, num_layers=self.num_layers,
                                          bidirectional=self.bidirectional, bias=self.bias,
                                          linear_before_reset=self.linear_before_reset)
 
@@ -166,7 +172,7 @@ class RNNBase:
         h0, c0 = self._split_state(hx, unbatched)
 
         y, h_n, c_n, ctx = layers.rnn_forward(
-            self.mode, x, self._packed_weights(), h0, c0, num_layers=self.num_layers,
+            self.cell, x, self._packed_weights(), h0, c0, num_layers=self.num_layers,
             bidirectional=self.bidirectional, lengths=lengths, dropout=self.dropout,
             dropout_mask=self._mask, training=self.training)
         self._ctx = (ctx, unbatched) if self.training else None
@@ -182,6 +188,9 @@ class RNNBase:
         ctx, unbatched = self._ctx
         if dy is not None:
             dy = np.asarray(dy)
+            if dy.ndim != (2 if unbatched else 3):
+                raise ValueError(f"dy: expected a {2 if unbatched else 3}-D array shaped like the output y, "
+                                 f"got shape {dy.shape}")
             if unbatched:
                 dy = dy[:, None, :]
             elif self.batch_first:
@@ -200,7 +209,7 @@ class RNNBase:
             dcx = dcx[:, 0] if dcx is not None else None
         elif self.batch_first:
             dx = dx.transpose(1, 0, 2)
-        return dx, ((dhx, dcx) if self.mode == "LSTM" else dhx)
+        return dx, ((dhx, dcx) if self.cell == "lstm" else dhx)
 
     def _mask(self, shape, dtype):
         return layers.bernoulli_mask(self._rng, self.dropout, shape, dtype)
@@ -208,7 +217,7 @@ class RNNBase:
     def _split_state(self, hx, unbatched, name="hx"):
         if hx is None:
             return None, None
-        if self.mode == "LSTM":
+        if self.cell == "lstm":
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise TypeError(f"{name}: the LSTM expects a pair (h, c) or None")
             # Either part may be None (zeros), as in a gradient of h_n only.
@@ -228,11 +237,47 @@ class RNNBase:
             c_n = c_n[:, 0] if c_n is not None else None
         elif self.batch_first:
             y = y.transpose(1, 0, 2)
-        return (y, (h_n, c_n)) if self.mode == "LSTM" else (y, h_n)
+        return (y, (h_n, c_n)) if self.cell == "lstm" else (y, h_n)
+
+    # ---- copies and pickles ------------------------------------------------------
+    # The eval-mode packing is a cache (its parameters are read-only meanwhile):
+    # a copy or a pickle leaves it out and packs again on its first call, so
+    # a copy shares no packed memory and its parameters stay writable. The
+    # training context of the last call (kernel contexts and dropout masks)
+    # and the random generator are kept: a copy's backward and its next
+    # dropout masks are the original's.
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_packed"] = None
+        state.pop("_frozen", None)
+        state.pop("_pack_lock", None)
+        return state
+
+    def __setstate__(self, state):
+        for name in state.get("_shapes", ()):
+            arr = state.get(name)
+            if isinstance(arr, np.ndarray) and not arr.flags.writeable:
+                state[name] = arr.copy()
+        self.__dict__.update(state)
+        self._pack_lock = threading.Lock()
+
+    def __copy__(self):
+        # Independent of the original: its own parameter arrays and random
+        # generator (an in-place step or a dropout draw of one leaves the
+        # other alone). The last call's context is shared: backward only reads it.
+        new = type(self).__new__(type(self))
+        state = self.__getstate__()
+        for name in self._shapes:
+            state[name] = np.array(state[name], copy=True)
+        state["_rng"] = copy.deepcopy(self._rng)
+        state["grads"] = dict(self.grads)
+        new.__setstate__(state)
+        return new
 
     def __repr__(self):
-        extra = "" if self.mode == "LSTM" or self.linear_before_reset else ", linear_before_reset=False"
-        return (f"rnnkit.{self.mode}({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+        extra = "" if self.cell == "lstm" or self.linear_before_reset else ", linear_before_reset=False"
+        return (f"rnnkit.{type(self).__name__}({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
                 f"bias={self.bias}, batch_first={self.batch_first}, dropout={self.dropout}, "
                 f"bidirectional={self.bidirectional}, dtype={self.dtype.name}{extra})")
 
@@ -241,7 +286,7 @@ class LSTM(RNNBase):
     """Multi-layer LSTM with torch.nn.LSTM's arguments and parameters
     (gate order i, f, g, o). See :class:`RNNBase` for the methods."""
 
-    mode = "LSTM"
+    cell, mode = "lstm", "LSTM"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, *,
@@ -256,7 +301,7 @@ class GRU(RNNBase):
     to W_hn h + b_hn); False is the original one (W_hn applied to r * h;
     ONNX's default, Keras reset_after=False)."""
 
-    mode = "GRU"
+    cell, mode = "gru", "GRU"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, *,
