@@ -1,4 +1,4 @@
-"""The time loops' plans (rnnkit._core.describe_plan): which schedule runs
+"""The time loops' plans (rnnkit._core._testing.describe_plan): which schedule runs
 a call, how the input projection is cut into chunks and pieces, and how the
 backward pass cuts its weight-gradient operands. The plan is made before any
 work, so these tests check the decisions themselves, on shapes chosen to sit
@@ -16,7 +16,7 @@ KC = 1024   # kGemmKC, the GEMM's k block
 
 
 def plan(cell="lstm", I=64, H=128, T=40, B=1, **kw):
-    return _core.describe_plan(cell, I, H, T, B, **kw)
+    return _core._testing.describe_plan(cell, I, H, T, B, **kw)
 
 
 def schedule(**kw):

@@ -2,7 +2,7 @@
 # documentation, is in rnnkit/__init__.py and rnnkit/functional.py.
 # tests/test_package.py compares these names with the built module.
 from types import ModuleType
-from typing import Any, List, Optional, Tuple, Union, overload
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -89,5 +89,10 @@ class _Testing(ModuleType):
     def fingerprint(data: bytes) -> int: ...
     @staticmethod
     def core_round_trip_ns() -> float: ...
+    @staticmethod
+    def describe_plan(cell: str, input_size: int, hidden_size: int, steps: int, batch: int,
+                      batch_sizes: Optional[Sequence[int]] = None, reverse: bool = False, training: bool = False,
+                      dtype: str = "float32", isa: Optional[str] = None, linear_before_reset: bool = True,
+                      threads: Optional[int] = None, loop_threads: Optional[int] = None) -> Dict[str, Any]: ...
 
 _testing: _Testing
