@@ -136,6 +136,9 @@ template <typename T> struct TilePiece {
 template <typename T> struct Kernels {
     const char* isa;
     int gemm_mr, gemm_nr;   // micro-tile rows and columns
+    // Depth of one k block of packed B (a multiple of gemm_nr), and rows of A
+    // per block in the drivers' loops: kernels/config_<isa>.h.
+    int gemm_kc, gemm_mc;
     // Rows that gemm_rows_panels takes: all rows when there are at most
     // gemm_panel_rows, rows beyond whole tiles when at most gemm_spare_panel_rows.
     int gemm_panel_rows, gemm_spare_panel_rows;

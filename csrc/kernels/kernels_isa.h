@@ -3,6 +3,16 @@
 #include "kernels/kernel_table.h"
 #include "simd/simd.h"
 
+#if defined(RNNKIT_TARGET_SCALAR)
+#include "kernels/config_scalar.h"
+#elif defined(RNNKIT_TARGET_AVX2)
+#include "kernels/config_avx2.h"
+#elif defined(RNNKIT_TARGET_AVX512)
+#include "kernels/config_avx512.h"
+#elif defined(RNNKIT_TARGET_NEON)
+#include "kernels/config_neon.h"
+#endif
+
 namespace rnnkit {
 namespace RNNKIT_NS {
 

@@ -126,14 +126,14 @@ void rnn_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int n
     };
     // dW_ih = dgx^T x X and dW_hh = dgh^T x H_prev, GEMMs whose depth is
     // every packed row. The right-hand operand is packed a few k blocks of
-    // the GEMM (kGemmKC rows each) at a time, each part's product added
+    // the GEMM (kern.gemm_kc rows each) at a time, each part's product added
     // on: the same sums in the same order as with all rows packed at once,
     // in a buffer of about kOperandChunkElems values (at least one k block)
     // instead of N rows. Narrow operands stay one part (few regions).
     PackedMatrix<T> operand;
     auto by_k_blocks = [&](int cols, auto block) {
-        const int blocks = std::max<std::size_t>(1, kOperandChunkElems / (std::size_t(kGemmKC) * cols));
-        const int step = blocks >= (rows + kGemmKC - 1) / kGemmKC ? rows : blocks * kGemmKC;
+        const int blocks = std::max<std::size_t>(1, kOperandChunkElems / (std::size_t(kern.gemm_kc) * cols));
+        const int step = blocks >= (rows + kern.gemm_kc - 1) / kern.gemm_kc ? rows : blocks * kern.gemm_kc;
         for (int k0 = 0; k0 < rows; k0 += step) block(k0, std::min(step, rows - k0), k0 > 0);
     };
     by_k_blocks(I, [&](int k0, int kc, bool acc) {

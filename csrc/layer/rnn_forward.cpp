@@ -156,7 +156,7 @@ void rnn_forward(const PackedRnn<T>& w, const ForwardArgs<T>& a, TrainingContext
     // 25x1x512x512 1.71 -> 1.59). W_ih must stay in cache (each tile reads
     // a panel of it) and fit one k block.
     const bool fused = loop_threads == 1 && nthreads == 1 && kern.gemm_tile_rows > 0 && B == 1 &&
-                       step_rows.uniform && !rbl && I <= kGemmKC && weight_bytes <= kCachedWeightBytes &&
+                       step_rows.uniform && !rbl && I <= kern.gemm_kc && weight_bytes <= kCachedWeightBytes &&
                        steps > kern.gemm_tile_rows;
     const int chunk = fused ? kern.gemm_tile_rows
                             : int(std::max<std::size_t>(1, std::min<std::size_t>(steps, std::max(by_size, by_rows))));
@@ -199,7 +199,7 @@ void rnn_forward(const PackedRnn<T>& w, const ForwardArgs<T>& a, TrainingContext
     std::vector<Piece> piece_list;
     std::vector<int> first_piece(nchunks + 1, 0);
     const int nr = kern.gemm_nr, panels = (GH + nr - 1) / nr;
-    const int block_rows = (kGemmMC + kern.gemm_mr - 1) / kern.gemm_mr * kern.gemm_mr;
+    const int block_rows = (kern.gemm_mc + kern.gemm_mr - 1) / kern.gemm_mr * kern.gemm_mr;
     for (int c = 1; overlap && c < nchunks; ++c) {
         for (int p0 = 0; p0 < panels;) {
             const int width = panels - p0 > 8 ? 8 : 2;

@@ -7,22 +7,6 @@
 namespace rnnkit {
 namespace avx2 {
 
-// 6 x 16 float tile: 12 accumulators + 2 B vectors + 1 broadcast = 15 of the
-// 16 ymm registers, and 12 >= FMA latency x FMA ports on current x86 cores.
-constexpr int kGemmMR = 6;
-constexpr int kGemmNV = 2;
-// Rows that take several panels at a time instead (gemm_rows_panels): all
-// of them when there are at most this many, and as many rows left over
-// beyond whole tiles. Split evenly with a full tile, 8 rows would be two
-// 4-row tiles of 8 chains each, too few: 94 GFLOP/s, against 105 as a 6-row
-// tile and 2 rows x 3 panels (Zen 4).
-constexpr int kGemmPanelRows = 3;
-constexpr int kGemmSparePanelRows = 3;
-// No projection tiles alongside one-row products: with 16 registers a tile
-// has 4 rows at most, and measured on a Zen 4 core that made LSTM
-// 100x1x256x256 slower (1.73 -> 1.89 ms), not faster.
-constexpr int kGemmTileRows = 0;
-
 template <typename T> struct Vec;
 
 template <> struct Vec<float> {

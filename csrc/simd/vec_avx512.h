@@ -8,20 +8,6 @@
 namespace rnnkit {
 namespace avx512 {
 
-// 8 x 32 float tile: 16 accumulators + 2 B vectors + 1 broadcast of the 32
-// zmm registers; enough independent chains to hide FMA latency.
-constexpr int kGemmMR = 8;
-constexpr int kGemmNV = 2;
-// Rows that take several panels at a time instead (gemm_rows_panels): all
-// of them when there are at most this many; rows left over beyond whole
-// tiles are split evenly with the last tile (9 rows as 5 + 4: 8 or more
-// zmm chains, enough).
-constexpr int kGemmPanelRows = 3;
-constexpr int kGemmSparePanelRows = 0;
-// Rows of a projection tile computed alongside a one-row product
-// (gemm_rows_panels_tile): 16 more accumulators beside its 4 or 6.
-constexpr int kGemmTileRows = 8;
-
 template <typename T> struct Vec;
 
 template <> struct Vec<float> {

@@ -8,18 +8,6 @@
 namespace rnnkit {
 namespace neon {
 
-// 8 x 8 float tile: 16 accumulators + 2 B vectors + 1 broadcast of 32 regs.
-constexpr int kGemmMR = 8;
-constexpr int kGemmNV = 2;
-// Rows that take several panels at a time instead (gemm_rows_panels), as
-// for AVX-512.
-constexpr int kGemmPanelRows = 3;
-constexpr int kGemmSparePanelRows = 0;
-// No projection tiles alongside one-row products yet: 8-row tiles would
-// fit the 32 registers, but whether they pay has not been measured on an
-// ARM core (on AVX2 the 4-row tiles did not).
-constexpr int kGemmTileRows = 0;
-
 template <typename T> struct Vec;
 
 template <> struct Vec<float> {

@@ -10,17 +10,6 @@
 namespace rnnkit {
 namespace scalar {
 
-// GEMM micro-tile: MR rows x (NV * width) columns of accumulators.
-constexpr int kGemmMR = 4;
-constexpr int kGemmNV = 4;
-// Rows that take several panels at a time instead (gemm_rows_panels): a
-// single row only (more would not fit the registers).
-constexpr int kGemmPanelRows = 1;
-constexpr int kGemmSparePanelRows = 0;
-// No projection tiles alongside one-row products: without vectors there
-// are no idle FMA slots to fill.
-constexpr int kGemmTileRows = 0;
-
 // One template serves float and double: they differ only in the integer
 // type of their bits, the mantissa width and the exponent bias.
 template <typename T, typename Bits, int MantissaBits, int ExponentBias>
