@@ -2,7 +2,7 @@
 #pragma once
 
 namespace rnnkit {
-namespace avx2 {
+namespace RNNKIT_NS {
 
 // 6 x 16 float tile: 12 accumulators + 2 B vectors + 1 broadcast = 15 of the
 // 16 ymm registers, and 12 >= FMA latency x FMA ports on current x86 cores.
@@ -27,5 +27,5 @@ constexpr int kGemmSparePanelRows = 3;
 // 100x1x256x256 slower (1.73 -> 1.89 ms), not faster.
 constexpr int kGemmTileRows = 0;
 
-}  // namespace avx2
+}  // namespace RNNKIT_NS
 }  // namespace rnnkit

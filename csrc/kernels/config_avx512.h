@@ -2,7 +2,7 @@
 #pragma once
 
 namespace rnnkit {
-namespace avx512 {
+namespace RNNKIT_NS {
 
 // 8 x 32 float tile: 16 accumulators + 2 B vectors + 1 broadcast of the 32
 // zmm registers; enough independent chains to hide FMA latency.
@@ -25,5 +25,5 @@ constexpr int kGemmSparePanelRows = 0;
 // (gemm_rows_panels_tile): 16 more accumulators beside its 4 or 6.
 constexpr int kGemmTileRows = 8;
 
-}  // namespace avx512
+}  // namespace RNNKIT_NS
 }  // namespace rnnkit

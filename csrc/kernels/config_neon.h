@@ -2,7 +2,7 @@
 #pragma once
 
 namespace rnnkit {
-namespace neon {
+namespace RNNKIT_NS {
 
 // 8 x 8 float tile: 16 accumulators + 2 B vectors + 1 broadcast of 32 regs.
 constexpr int kGemmMR = 8;
@@ -20,5 +20,5 @@ constexpr int kGemmSparePanelRows = 0;
 // ARM core (on AVX2 the 4-row tiles did not).
 constexpr int kGemmTileRows = 0;
 
-}  // namespace neon
+}  // namespace RNNKIT_NS
 }  // namespace rnnkit

@@ -4,7 +4,7 @@
 #pragma once
 
 namespace rnnkit {
-namespace scalar {
+namespace RNNKIT_NS {
 
 // GEMM micro-tile: MR rows x (NV * width) columns of accumulators.
 constexpr int kGemmMR = 4;
@@ -21,5 +21,5 @@ constexpr int kGemmSparePanelRows = 0;
 // are no idle FMA slots to fill.
 constexpr int kGemmTileRows = 0;
 
-}  // namespace scalar
+}  // namespace RNNKIT_NS
 }  // namespace rnnkit

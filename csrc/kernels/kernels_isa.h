@@ -3,15 +3,11 @@
 #include "kernels/kernel_table.h"
 #include "simd/simd.h"
 
-#if defined(RNNKIT_TARGET_SCALAR)
-#include "kernels/config_scalar.h"
-#elif defined(RNNKIT_TARGET_AVX2)
-#include "kernels/config_avx2.h"
-#elif defined(RNNKIT_TARGET_AVX512)
-#include "kernels/config_avx512.h"
-#elif defined(RNNKIT_TARGET_NEON)
-#include "kernels/config_neon.h"
+// This ISA's block sizes: "kernels/config_<isa>.h", named by the build.
+#if !defined(RNNKIT_CONFIG_HEADER)
+#error "compile kernels with RNNKIT_CONFIG_HEADER=\"kernels/config_<isa>.h\" (see isa_list.h)"
 #endif
+#include RNNKIT_CONFIG_HEADER
 
 namespace rnnkit {
 namespace RNNKIT_NS {

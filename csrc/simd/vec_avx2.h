@@ -6,7 +6,7 @@
 #include <type_traits>
 
 namespace rnnkit {
-namespace avx2 {
+namespace RNNKIT_NS {
 
 // The float and the double form of an intrinsic differ in their suffix
 // only: `name` followed by _ps or _pd, whichever T is, called with `args`.
@@ -93,5 +93,5 @@ private:
 
 #undef RNNKIT_AVX2_PS_PD
 
-}  // namespace avx2
+}  // namespace RNNKIT_NS
 }  // namespace rnnkit

@@ -7,7 +7,7 @@
 #include <type_traits>
 
 namespace rnnkit {
-namespace avx512 {
+namespace RNNKIT_NS {
 
 // The float and the double form of an intrinsic differ in their suffix
 // only: `name` followed by _ps or _pd, whichever T is, called with `args`.
@@ -125,5 +125,5 @@ private:
 
 #undef RNNKIT_AVX512_PS_PD
 
-}  // namespace avx512
+}  // namespace RNNKIT_NS
 }  // namespace rnnkit

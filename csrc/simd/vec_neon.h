@@ -7,7 +7,7 @@
 #include <type_traits>
 
 namespace rnnkit {
-namespace neon {
+namespace RNNKIT_NS {
 
 // The float and the double form of an intrinsic differ in their suffix
 // only: `name` followed by _f32 or _f64, whichever T is, called with `args`.
@@ -91,5 +91,5 @@ private:
 
 #undef RNNKIT_NEON_F32_F64
 
-}  // namespace neon
+}  // namespace RNNKIT_NS
 }  // namespace rnnkit

@@ -8,7 +8,7 @@
 #include <cstring>
 
 namespace rnnkit {
-namespace scalar {
+namespace RNNKIT_NS {
 
 // One template serves float and double: they differ only in the integer
 // type of their bits, the mantissa width and the exponent bias.
@@ -58,5 +58,5 @@ template <typename T> struct Vec;
 template <> struct Vec<float> : ScalarVec<float, std::uint32_t, 23, 127> {};
 template <> struct Vec<double> : ScalarVec<double, std::uint64_t, 52, 1023> {};
 
-}  // namespace scalar
+}  // namespace RNNKIT_NS
 }  // namespace rnnkit
