@@ -16,7 +16,7 @@ template <typename T> void fill_gemm(Kernels<T>& k);
 template <typename T> void fill_activations(Kernels<T>& k);
 template <typename T> void fill_postgemm_lstm(Kernels<T>& k);
 template <typename T> void fill_postgemm_gru(Kernels<T>& k);
-template <typename T> void fill_postgemm_gru_rbl(Kernels<T>& k);
+template <typename T> void fill_postgemm_gru_no_lbr(Kernels<T>& k);
 template <typename T> void fill_reductions(Kernels<T>& k);
 
 }  // namespace RNNKIT_NS
