@@ -30,9 +30,9 @@
 #pragma once
 
 // clang-format off
-#define RNNKIT_ISA_LIST(X)                                                                               \
-    X(scalar, SCALAR, baseline,          any,   "",                                                 "")             \
-    X(avx2,   AVX2,   avx2_fma,          x86,   "-mavx2 -mfma",                                     "/arch:AVX2")   \
-    X(avx512, AVX512, avx512_f_bw_dq_vl, x86,   "-mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma", "/arch:AVX512") \
-    X(neon,   NEON,   advsimd,           arm64, "",                                                 "")
+#define RNNKIT_ISA_LIST(X) \
+    X(scalar, SCALAR, baseline, any, "", "") \
+    X(avx2, AVX2, avx2_fma, x86, "-mavx2 -mfma", "/arch:AVX2") \
+    X(avx512, AVX512, avx512_f_bw_dq_vl, x86, "-mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma", "/arch:AVX512") \
+    X(neon, NEON, advsimd, arm64, "", "")
 // clang-format on
