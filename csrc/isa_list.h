@@ -25,7 +25,8 @@
 //      sources in csrc/kernels/ are compiled for it as they are);
 //   3. if its cpu field is new, that field in CpuFeatures and its cpuid (or
 //      other) test in detect_cpu_features() (cpu_features.cpp);
-//   4. nothing else: its kernel table, RNNKIT_ISA name, the tests'
+//   4. its name in the docstring of rnnkit.set_isa (python/rnnkit), which
+//      lists them for users. Its kernel table, RNNKIT_ISA name, the tests'
 //      parametrization and the isolation check follow from the list.
 #pragma once
 
