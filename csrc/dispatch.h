@@ -4,12 +4,18 @@
 #include <string>
 #include <vector>
 
+#include "isa_list.h"
 #include "kernels/kernel_table.h"
 
 namespace rnnkit {
 
-enum class Isa { scalar = 0, avx2 = 1, avx512 = 2, neon = 3 };
-constexpr int kIsaCount = 4;
+// The ISAs of isa_list.h, in its order (weakest first).
+#define RNNKIT_ISA_ENUMERATOR(name, NAME, cpu, arch, gnu_flags, msvc_flags) name,
+enum class Isa { RNNKIT_ISA_LIST(RNNKIT_ISA_ENUMERATOR) };
+#undef RNNKIT_ISA_ENUMERATOR
+#define RNNKIT_ISA_PLUS_ONE(name, NAME, cpu, arch, gnu_flags, msvc_flags) +1
+constexpr int kIsaCount = 0 RNNKIT_ISA_LIST(RNNKIT_ISA_PLUS_ONE);
+#undef RNNKIT_ISA_PLUS_ONE
 
 const char* isa_name(Isa isa);
 // Throws std::invalid_argument for an unknown name.

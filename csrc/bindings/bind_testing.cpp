@@ -118,6 +118,8 @@ LayerShape shape_of(CellKind cell, bool linear_before_reset, int I, int H, bool 
     s.gemm_mr = f64 ? ks.f64.gemm_mr : ks.f32.gemm_mr;
     s.gemm_nr = f64 ? ks.f64.gemm_nr : ks.f32.gemm_nr;
     s.gemm_tile_rows = f64 ? ks.f64.gemm_tile_rows : ks.f32.gemm_tile_rows;
+    s.gemm_kc = f64 ? ks.f64.gemm_kc : ks.f32.gemm_kc;
+    s.gemm_mc = f64 ? ks.f64.gemm_mc : ks.f32.gemm_mc;
     return s;
 }
 

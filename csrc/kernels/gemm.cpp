@@ -147,6 +147,9 @@ void ukernel_rows_panels(int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrd
 static_assert(kGemmPanelRows >= 1 && kGemmPanelRows <= 3 && kGemmSparePanelRows <= 3 &&
                   kGemmSparePanelRows < kGemmMR,
               "gemm_rows_panels takes 1 to 3 rows");
+// pack_transposed keeps the NR rows of a panel of the transpose in one k block.
+static_assert(kGemmKC % (kGemmNV * Vec<float>::width) == 0 && kGemmKC % (kGemmNV * Vec<double>::width) == 0,
+              "KC is a multiple of NR");
 
 template <typename T>
 void ukernel_rows_multi(int rows, int panels, int n, int k, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
@@ -243,6 +246,8 @@ template <typename T>
 void fill_gemm(Kernels<T>& k) {
     k.gemm_mr = kGemmMR;
     k.gemm_nr = NV * Vec<T>::width;
+    k.gemm_kc = kGemmKC;
+    k.gemm_mc = kGemmMC;
     k.gemm_panel_rows = kGemmPanelRows;
     k.gemm_spare_panel_rows = kGemmSparePanelRows;
     k.gemm_ukernel = &gemm_ukernel<T>;

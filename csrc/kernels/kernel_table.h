@@ -36,7 +36,7 @@ template <typename T> struct LstmBwdArgs {
     T* dgates; std::ptrdiff_t ld_dgates;    // 4 gates
 };
 
-// GRU step (linear before reset), forward:
+// GRU step, linear_before_reset = true (lbr, PyTorch's form), forward:
 // r = sigmoid(gx_r + gh_r + b_r), z = sigmoid(gx_z + gh_z + b_z),
 // n = tanh(gx_n + b_n + r * (gh_n + b_hn)), h = n + z * (h_prev - n).
 // ws (optional) receives r, z, n and gh_n + b_hn.
@@ -66,7 +66,7 @@ template <typename T> struct GruBwdArgs {
     T* dh_prev; std::ptrdiff_t ld_dh_prev;
 };
 
-// GRU step "reset before linear" (Cho et al. 2014; ONNX's default):
+// GRU step, linear_before_reset = false (no_lbr; Cho et al. 2014, ONNX's default):
 // n = tanh(gx_n + (r * h_prev) W_hn^T + b_in + b_hn). The n gate's recurrent
 // product needs r of every unit, so a step runs in two halves with the
 // product in between, and so does its backward. Gate pointers address one
@@ -74,7 +74,7 @@ template <typename T> struct GruBwdArgs {
 
 // Forward, first half: r = sigmoid(gx_r + gh_r + b_r), z likewise. Writes
 // r and z (to rz, r then z) and r * h_prev, the left operand of the n product.
-template <typename T> struct GruRblRzFwdArgs {
+template <typename T> struct GruNoLbrRzFwdArgs {
     int rows, units;
     const T* gx; std::ptrdiff_t ld_gx;      // r, z
     const T* gh; std::ptrdiff_t ld_gh;      // r, z: h_prev W_h[rz]^T
@@ -85,7 +85,7 @@ template <typename T> struct GruRblRzFwdArgs {
 };
 
 // Forward, second half: n = tanh(gx_n + gh_n + b_n), h = n + z * (h_prev - n).
-template <typename T> struct GruRblNFwdArgs {
+template <typename T> struct GruNoLbrNFwdArgs {
     int rows, units;
     const T* gx; std::ptrdiff_t ld_gx;      // n
     const T* gh; std::ptrdiff_t ld_gh;      // (r * h_prev) W_hn^T
@@ -99,7 +99,7 @@ template <typename T> struct GruRblNFwdArgs {
 // Backward, first half. dh = dy + dh_rec; writes the pre-activation
 // gradients of z and n and dh_prev = dh * z (the direct path; may alias
 // dh_rec). The r gate waits for d(r * h_prev) = da_n W_hn.
-template <typename T> struct GruRblZnBwdArgs {
+template <typename T> struct GruNoLbrZnBwdArgs {
     int rows, units;
     const T* ws; std::ptrdiff_t ld_ws;      // r, z, n of this step
     const T* h_prev; std::ptrdiff_t ld_h_prev;
@@ -112,7 +112,7 @@ template <typename T> struct GruRblZnBwdArgs {
 
 // Backward, second half, given d_rh = d(r * h_prev): writes the r gate's
 // pre-activation gradient and adds d_rh * r to dh_prev.
-template <typename T> struct GruRblRBwdArgs {
+template <typename T> struct GruNoLbrRBwdArgs {
     int rows, units;
     const T* r; std::ptrdiff_t ld_r;
     const T* h_prev; std::ptrdiff_t ld_h_prev;
@@ -136,6 +136,9 @@ template <typename T> struct TilePiece {
 template <typename T> struct Kernels {
     const char* isa;
     int gemm_mr, gemm_nr;   // micro-tile rows and columns
+    // Depth of one k block of packed B (a multiple of gemm_nr), and rows of A
+    // per block in the drivers' loops: kernels/config_<isa>.h.
+    int gemm_kc, gemm_mc;
     // Rows that gemm_rows_panels takes: all rows when there are at most
     // gemm_panel_rows, rows beyond whole tiles when at most gemm_spare_panel_rows.
     int gemm_panel_rows, gemm_spare_panel_rows;
@@ -172,10 +175,10 @@ template <typename T> struct Kernels {
     // input side's into the recurrent side's: the n gate times r (ws slot 0),
     // the same product gru_postgemm_bwd writes to dgh.
     void (*gru_dgh_from_dgx)(int rows, int units, const T* ws, std::ptrdiff_t ld_ws, T* dg, std::ptrdiff_t ld_dg);
-    void (*gru_rbl_postgemm_fwd_rz)(const GruRblRzFwdArgs<T>& a);
-    void (*gru_rbl_postgemm_fwd_n)(const GruRblNFwdArgs<T>& a);
-    void (*gru_rbl_postgemm_bwd_zn)(const GruRblZnBwdArgs<T>& a);
-    void (*gru_rbl_postgemm_bwd_r)(const GruRblRBwdArgs<T>& a);
+    void (*gru_no_lbr_postgemm_fwd_rz)(const GruNoLbrRzFwdArgs<T>& a);
+    void (*gru_no_lbr_postgemm_fwd_n)(const GruNoLbrNFwdArgs<T>& a);
+    void (*gru_no_lbr_postgemm_bwd_zn)(const GruNoLbrZnBwdArgs<T>& a);
+    void (*gru_no_lbr_postgemm_bwd_r)(const GruNoLbrRBwdArgs<T>& a);
     // sums[j] += sum over i (in increasing order) of a[i * lda + j].
     void (*column_sums)(int m, int n, const T* a, std::ptrdiff_t lda, T* sums);
 };

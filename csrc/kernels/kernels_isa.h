@@ -3,6 +3,12 @@
 #include "kernels/kernel_table.h"
 #include "simd/simd.h"
 
+// This ISA's block sizes: "kernels/config_<isa>.h", named by the build.
+#if !defined(RNNKIT_CONFIG_HEADER)
+#error "compile kernels with RNNKIT_CONFIG_HEADER=\"kernels/config_<isa>.h\" (see isa_list.h)"
+#endif
+#include RNNKIT_CONFIG_HEADER
+
 namespace rnnkit {
 namespace RNNKIT_NS {
 
@@ -10,7 +16,7 @@ template <typename T> void fill_gemm(Kernels<T>& k);
 template <typename T> void fill_activations(Kernels<T>& k);
 template <typename T> void fill_postgemm_lstm(Kernels<T>& k);
 template <typename T> void fill_postgemm_gru(Kernels<T>& k);
-template <typename T> void fill_postgemm_gru_rbl(Kernels<T>& k);
+template <typename T> void fill_postgemm_gru_no_lbr(Kernels<T>& k);
 template <typename T> void fill_reductions(Kernels<T>& k);
 
 }  // namespace RNNKIT_NS

@@ -1,4 +1,5 @@
-// Fused GRU ("linear before reset") gate math for one block of hidden units.
+// Fused GRU gate math for one block of hidden units, linear_before_reset =
+// true (lbr, PyTorch's form).
 #include "kernels/gru_rz.h"
 #include "kernels/kernels_isa.h"
 

@@ -14,7 +14,7 @@ static void fill_all(Kernels<T>& k) {
     fill_activations(k);
     fill_postgemm_lstm(k);
     fill_postgemm_gru(k);
-    fill_postgemm_gru_rbl(k);
+    fill_postgemm_gru_no_lbr(k);
     fill_reductions(k);
 }
 

@@ -11,7 +11,7 @@ namespace rnnkit {
 template <typename T>
 void pack_matrix(const Kernels<T>& kern, int K, int N, const T* b, std::ptrdiff_t rsb,
                  std::ptrdiff_t csb, PackedMatrix<T>& out, int nthreads) {
-    for_each_panel(out, K, N, kern.gemm_nr, nthreads, [&](int k0, int j, int kc, int nc, T* panel) {
+    for_each_panel(kern, out, K, N, nthreads, [&](int k0, int j, int kc, int nc, T* panel) {
         kern.pack_b_panel(kc, nc, b + k0 * rsb + j * csb, rsb, csb, panel);
     });
 }
@@ -28,9 +28,10 @@ void pack_transposed(const Kernels<T>& kern, const PackedMatrix<T>& src, int row
     // grid (and KC a multiple of nr) the nr rows of a destination panel
     // share a k block: a B with contiguous columns for the kernel's packer,
     // one source panel's run of columns at a time.
-    if (row0 % nr != 0 || kGemmKC % nr != 0) throw std::logic_error("pack_transposed: row0 off the panel grid");
-    for_each_panel(dst, src.N, rows, nr, nthreads, [&](int q0, int i0, int kc, int nc, T* out) {
-        const int first = row0 + i0, k0 = first / kGemmKC * kGemmKC;
+    if (row0 % nr != 0 || src.kc % nr != 0 || kern.gemm_nr != nr)
+        throw std::logic_error("pack_transposed: row0 off the panel grid");
+    for_each_panel(kern, dst, src.N, rows, nthreads, [&](int q0, int i0, int kc, int nc, T* out) {
+        const int first = row0 + i0, k0 = first / src.kc * src.kc;
         for (int q = 0; q < kc;) {
             const int j = (q0 + q) / nr * nr;
             const int run = std::min(kc - q, j + nr - (q0 + q));
@@ -51,7 +52,7 @@ namespace {
 // A stored by columns far apart (dgates^T in the weight gradients, one
 // (time, batch) row of all gates per k) puts every k of a micro-tile on its
 // own page; gemm_serial copies such a block into a compact buffer first.
-bool a_is_column_major(std::ptrdiff_t rsa, std::ptrdiff_t csa) { return rsa == 1 && csa > kGemmMC; }
+bool a_is_column_major(std::ptrdiff_t rsa, std::ptrdiff_t csa, int mc) { return rsa == 1 && csa > mc; }
 
 // A left-hand operand this small is read from L2 however often it is read.
 constexpr std::size_t kSmallOperandBytes = std::size_t(512) << 10;
@@ -94,19 +95,20 @@ template <typename T>
 void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std::ptrdiff_t rsa,
                  std::ptrdiff_t csa, const PackedMatrix<T>& b, T* c, std::ptrdiff_t ldc, bool accumulate,
                  TileFeed<T>* feed) {
-    const int mr = kern.gemm_mr, nr = b.nr;
+    const int mr = kern.gemm_mr, nr = b.nr, mc_max = kern.gemm_mc;
     // A column-major A block is first copied, column by column, into a
     // compact MC x KC buffer that every panel then reads; the sums and their
     // order are unchanged.
-    const bool pack_a = a_is_column_major(rsa, csa) && n1 - n0 > 2 * nr;
-    AlignedBuffer<T> a_block(pack_a ? std::size_t(kGemmMC) * kGemmKC : 0);
-    // k blocks outermost: later blocks add onto what earlier ones stored, so
-    // each element is summed in increasing k whatever the tiling.
-    for (int k0 = 0; k0 < b.K; k0 += kGemmKC) {
-        const int kc = b.K - k0 < kGemmKC ? b.K - k0 : kGemmKC;
+    const bool pack_a = a_is_column_major(rsa, csa, mc_max) && n1 - n0 > 2 * nr;
+    AlignedBuffer<T> a_block(pack_a ? std::size_t(mc_max) * b.kc : 0);
+    // k blocks (those of the packed B) outermost: later blocks add onto what
+    // earlier ones stored, so each element is summed in increasing k
+    // whatever the tiling.
+    for (int k0 = 0; k0 < b.K; k0 += b.kc) {
+        const int kc = b.K - k0 < b.kc ? b.K - k0 : b.kc;
         const bool acc = accumulate || k0 > 0;
-        for (int i0 = 0; i0 < M; i0 += kGemmMC) {
-            const int i1 = M - i0 < kGemmMC ? M : i0 + kGemmMC;
+        for (int i0 = 0; i0 < M; i0 += mc_max) {
+            const int i1 = M - i0 < mc_max ? M : i0 + mc_max;
             const T* ab = a + i0 * rsa + k0 * csa;
             std::ptrdiff_t cs = csa;
             if (pack_a) {
@@ -164,7 +166,7 @@ void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std:
 template <typename T>
 void gemm_parallel(const Kernels<T>& kern, int M, const T* a, std::ptrdiff_t rsa, std::ptrdiff_t csa,
                    const PackedMatrix<T>& b, T* c, std::ptrdiff_t ldc, bool accumulate, int nthreads) {
-    // Tiles of at most kGemmMC rows x 8 panels, rows shared out evenly (in
+    // Tiles of at most MC rows x 8 panels, rows shared out evenly (in
     // whole micro-tiles) so a short last row of tiles does not leave one
     // thread idle. Each thread takes a contiguous run of tiles, walking down
     // the columns first when there are enough of them: a product with few
@@ -173,11 +175,11 @@ void gemm_parallel(const Kernels<T>& kern, int M, const T* a, std::ptrdiff_t rsa
     // gradients' dgates^T) is split by rows only: every tile of a row
     // stripe would copy the same block again.
     const int mr = kern.gemm_mr;
-    const int tile_n = a_is_column_major(rsa, csa) ? b.padded_n() : 8 * b.nr;
+    const int tile_n = a_is_column_major(rsa, csa, kern.gemm_mc) ? b.padded_n() : 8 * b.nr;
     const int cols = (b.N + tile_n - 1) / tile_n;
     const double flops = 2.0 * M * b.N * b.K;
     const int nth = flops < 2e5 ? 1 : nthreads;
-    int rows = (M + kGemmMC - 1) / kGemmMC;
+    int rows = (M + kern.gemm_mc - 1) / kern.gemm_mc;
     int tile_m = ((M + rows - 1) / rows + mr - 1) / mr * mr;
     // A tile count that the threads cannot share evenly (17 row tiles of a
     // 1600-row product on 2 threads) leaves one thread idle for a tile:
@@ -230,7 +232,7 @@ void gemm_parallel_transposed_b(const Kernels<T>& kern, int M, const T* a, std::
     // Otherwise slices as wide as gemm_parallel's column tiles, so A is read
     // as often as with the whole transpose; wider when there are too few
     // rows to give every thread a tile of each slice.
-    const int row_tiles = (M + kGemmMC - 1) / kGemmMC;
+    const int row_tiles = (M + kern.gemm_mc - 1) / kern.gemm_mc;
     const int width = 8 * bt.nr * std::max(1, (nthreads + row_tiles - 1) / row_tiles);
     PackedMatrix<T> slice;
     for (int n0 = 0; n0 < bt.K; n0 += width) {

@@ -12,28 +12,23 @@
 
 namespace rnnkit {
 
-// Depth of one k block. Each block after the first reloads and adds to C,
-// so deep blocks pay: a KC x NR panel of B (128 KiB in float32 on AVX-512)
-// streams from L2, which keeps up with the micro-kernel, and one block
-// covers K <= 1024 whole. Measured against 256 on a Zen 4 core: forward
-// +2-5% (LSTM 50x32x512x512, 25x64x1024x1024, AVX-512 and AVX2 alike),
-// training steps +1-8%; 128 was 4% slower than 256.
-constexpr int kGemmKC = 1024;
-// Rows of A per block: MC x KC of A stays in L2 while it meets every panel.
-constexpr int kGemmMC = 96;
+// The block sizes (the micro-tile MR x NR, the k block KC, the row block MC)
+// are the kernels' own, per ISA: kernels/config_<isa>.h, read from the
+// kernel table.
 
-// B (K x N) in micro-kernel panels: for each k block, ceil(N / NR) panels of
-// kc rows x NR values, the last panel zero padded.
+// B (K x N) in micro-kernel panels: for each k block of kc rows (the last
+// one shorter), ceil(N / NR) panels of its rows x NR values, the last panel
+// zero padded.
 template <typename T>
 struct PackedMatrix {
-    int K = 0, N = 0, nr = 0;
+    int K = 0, N = 0, nr = 0, kc = 0;
     AlignedBuffer<T> data;
 
     int padded_n() const { return (N + nr - 1) / nr * nr; }
     // Panel holding columns [j, j + nr) of k block starting at k0 (j % nr == 0).
     std::size_t panel_offset(int k0, int j) const {
-        const int kc = K - k0 < kGemmKC ? K - k0 : kGemmKC;
-        return std::size_t(k0) * padded_n() + std::size_t(j / nr) * nr * kc;
+        const int rows = K - k0 < kc ? K - k0 : kc;
+        return std::size_t(k0) * padded_n() + std::size_t(j / nr) * nr * rows;
     }
     const T* panel(int k0, int j) const { return data.data() + panel_offset(k0, j); }
     T* panel(int k0, int j) { return data.data() + panel_offset(k0, j); }
@@ -72,7 +67,7 @@ void pack_transposed(const Kernels<T>& kern, const PackedMatrix<T>& src, int row
                      int nthreads);
 
 // The micro-tiles of a second product C = A * B (A rows contiguous, K <=
-// kGemmKC, rows a multiple of kern.gemm_tile_rows), handed out piece by
+// b.kc, rows a multiple of kern.gemm_tile_rows), handed out piece by
 // piece, tile after tile, to the kernel calls of one-row products
 // (gemm_serial with a feed), which compute them in their idle FMA slots.
 template <typename T>
@@ -120,7 +115,7 @@ private:
 
 // C[:, n0:n1] (+)= A (M x K) * B[:, n0:n1] on the calling thread; n0 is a
 // multiple of the panel width; c points at element (0, n0). With a feed
-// (M = 1, K <= kGemmKC, not accumulating), each gemm_rows_panels call also
+// (M = 1, K <= b.kc, not accumulating), each gemm_rows_panels call also
 // takes the feed's next piece.
 template <typename T>
 void gemm_serial(const Kernels<T>& kern, int M, int n0, int n1, const T* a, std::ptrdiff_t rsa,
@@ -147,25 +142,28 @@ template <typename T>
 void gemm_parallel_transposed_b(const Kernels<T>& kern, int M, const T* a, std::ptrdiff_t lda,
                                 const PackedMatrix<T>& bt, T* c, std::ptrdiff_t ldc, int nthreads);
 
-// Sizes `out` for a K x N matrix in panels of width nr and calls
-// fill(k0, j, kc, nc, panel) for every panel, the panels shared out over
-// threads. Small matrices are packed on the calling thread: a parallel
-// region costs more than copying them.
+// Sizes `out` for a K x N matrix in panels of width kern.gemm_nr and k
+// blocks of kern.gemm_kc rows and calls fill(k0, j, kc, nc, panel) for
+// every panel, the panels shared out over threads. Small matrices are
+// packed on the calling thread: a parallel region costs more than copying
+// them.
 template <typename T, typename FillFn>
-void for_each_panel(PackedMatrix<T>& out, int K, int N, int nr, int nthreads, FillFn fill) {
+void for_each_panel(const Kernels<T>& kern, PackedMatrix<T>& out, int K, int N, int nthreads, FillFn fill) {
+    const int nr = kern.gemm_nr, kc_max = kern.gemm_kc;
     out.K = K;
     out.N = N;
     out.nr = nr;
+    out.kc = kc_max;
     out.data.reset(std::size_t(K) * out.padded_n());
     const int panels = out.padded_n() / nr;
-    const int kblocks = (K + kGemmKC - 1) / kGemmKC;
+    const int kblocks = (K + kc_max - 1) / kc_max;
     const bool big = std::size_t(K) * N > (std::size_t(1) << 16);
     parallel_region(big ? nthreads : 1, [&](int tid, int nth) {
         int lo, hi;
         split_range(kblocks * panels, tid, nth, lo, hi);
         for (int item = lo; item < hi; ++item) {
-            const int k0 = (item / panels) * kGemmKC, j = (item % panels) * nr;
-            const int kc = K - k0 < kGemmKC ? K - k0 : kGemmKC;
+            const int k0 = (item / panels) * kc_max, j = (item % panels) * nr;
+            const int kc = K - k0 < kc_max ? K - k0 : kc_max;
             const int nc = N - j < nr ? N - j : nr;
             fill(k0, j, kc, nc, out.panel(k0, j));
         }
@@ -175,7 +173,7 @@ void for_each_panel(PackedMatrix<T>& out, int K, int N, int nr, int nthreads, Fi
 template <typename T, typename ColumnFn>
 void pack_columns(const Kernels<T>& kern, int K, int N, ColumnFn column, PackedMatrix<T>& out, int nthreads) {
     const int nr = kern.gemm_nr;
-    for_each_panel(out, K, N, nr, nthreads, [&](int k0, int j, int kc, int nc, T* panel) {
+    for_each_panel(kern, out, K, N, nthreads, [&](int k0, int j, int kc, int nc, T* panel) {
         const T* first = column(j);
         const std::ptrdiff_t stride = nc > 1 ? column(j + 1) - first : 0;
         bool strided = true;
@@ -193,7 +191,7 @@ template <typename T, typename RunFn>
 void pack_row_runs(const Kernels<T>& kern, int K, int N, std::ptrdiff_t ld, RunFn run, PackedMatrix<T>& out,
                    int nthreads) {
     const int nr = kern.gemm_nr;
-    for_each_panel(out, K, N, nr, nthreads, [&](int k0, int j, int kc, int nc, T* panel) {
+    for_each_panel(kern, out, K, N, nthreads, [&](int k0, int j, int kc, int nc, T* panel) {
         for (int p = 0; p < kc;) {
             const std::pair<const T*, int> r = run(k0 + p);
             const int count = r.second < kc - p ? r.second : kc - p;

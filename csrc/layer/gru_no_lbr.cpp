@@ -17,9 +17,9 @@ void gru_no_lbr_forward_step(const PackedRnn<T>& w, const ForwardStep<T>& s, T* 
         const int j = walked(k, jb, je, s.backwards);
         const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
         gemm_serial(kern, s.rows, 2 * u0, 2 * (u0 + units), s.h_prev, H, 1, w.whh_t, scratch, 2 * units, false);
-        GruRblRzFwdArgs<T> a{s.rows, units, s.gx + 2 * u0, GH, scratch, 2 * units, w.bias.data() + 2 * u0,
+        GruNoLbrRzFwdArgs<T> a{s.rows, units, s.gx + 2 * u0, GH, scratch, 2 * units, w.bias.data() + 2 * u0,
                              s.h_prev + u0, H, s.ws + kWorkspaceSlots * u0, ld_ws, s.rh + u0, H};
-        kern.gru_rbl_postgemm_fwd_rz(a);
+        kern.gru_no_lbr_postgemm_fwd_rz(a);
     }
     // The n products below read r * h_prev of every unit.
     region_barrier(nth);
@@ -28,9 +28,9 @@ void gru_no_lbr_forward_step(const PackedRnn<T>& w, const ForwardStep<T>& s, T* 
         const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
         T* wsb = s.ws + kWorkspaceSlots * u0;
         gemm_serial(kern, s.rows, u0, u0 + units, s.rh, H, 1, w.whn_t, scratch, units, false);
-        GruRblNFwdArgs<T> a{s.rows, units, s.gx + 2 * H + u0, GH, scratch, units, w.bias.data() + 2 * H + u0,
+        GruNoLbrNFwdArgs<T> a{s.rows, units, s.gx + 2 * H + u0, GH, scratch, units, w.bias.data() + 2 * H + u0,
                             wsb + units, ld_ws, s.h_prev + u0, H, s.h + u0, H, wsb + 2 * units, ld_ws};
-        kern.gru_rbl_postgemm_fwd_n(a);
+        kern.gru_no_lbr_postgemm_fwd_n(a);
     }
 }
 
@@ -46,10 +46,10 @@ void gru_no_lbr_backward_step(const PackedRnn<T>& w, const BackwardWeights<T>& b
     // z and n gradients and the direct path dh * z, per block.
     for (int j = jb; j < je; ++j) {
         const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
-        GruRblZnBwdArgs<T> a{s.rows, units, s.ws + kWorkspaceSlots * u0, ld_ws, s.h_prev + u0, H,
+        GruNoLbrZnBwdArgs<T> a{s.rows, units, s.ws + kWorkspaceSlots * u0, ld_ws, s.h_prev + u0, H,
                              s.dy ? s.dy + u0 : nullptr, H, s.dh + u0, H, s.dgx + 2 * u0 + units, GH,
                              dg_n + u0, GH, s.dh + u0, H};
-        kern.gru_rbl_postgemm_bwd_zn(a);
+        kern.gru_no_lbr_postgemm_bwd_zn(a);
     }
     // d(r * h_prev) = da_n W_hn reads da_n of every unit.
     region_barrier(nth);
@@ -57,9 +57,9 @@ void gru_no_lbr_backward_step(const PackedRnn<T>& w, const BackwardWeights<T>& b
         const int j = walked(k, jb, je, s.backwards);
         const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
         gemm_serial(kern, s.rows, u0, u0 + units, dg_n, GH, 1, w_n, scratch, units, false);
-        GruRblRBwdArgs<T> a{s.rows, units, s.ws + kWorkspaceSlots * u0, ld_ws, s.h_prev + u0, H, scratch, units,
+        GruNoLbrRBwdArgs<T> a{s.rows, units, s.ws + kWorkspaceSlots * u0, ld_ws, s.h_prev + u0, H, scratch, units,
                             s.dgx + 2 * u0, GH, s.dh + u0, H};
-        kern.gru_rbl_postgemm_bwd_r(a);
+        kern.gru_no_lbr_postgemm_bwd_r(a);
     }
     // dh_prev += [da_r, da_z] W_h[rz] reads da_r of every unit; each thread
     // adds onto its own units only.

@@ -86,7 +86,7 @@ std::vector<ProjectionChunk> cut_chunks(const StepRows& rows, bool reverse, std:
 void cut_pieces(const LayerShape& s, ForwardPlan& p) {
     const int nchunks = int(p.chunks.size()), GH = s.G * s.H;
     const int nr = s.gemm_nr, panels = (GH + nr - 1) / nr;
-    const int block_rows = (kGemmMC + s.gemm_mr - 1) / s.gemm_mr * s.gemm_mr;
+    const int block_rows = (s.gemm_mc + s.gemm_mr - 1) / s.gemm_mr * s.gemm_mr;
     p.first_piece.assign(nchunks + 1, 0);
     for (int c = 1; c < nchunks; ++c) {
         const int fill = int(p.chunks[c].fill);
@@ -146,7 +146,7 @@ const char* schedule_name(Schedule s) {
 // - fused_projection: one thread for everything, one row per step (B = 1,
 //   no lengths), a GRU of PyTorch's form or an LSTM, an ISA with projection
 //   tiles (gemm_tile_rows > 0), W_ih in cache (weights <= kCachedWeightBytes)
-//   and within one k block (I <= kGemmKC), more steps than a tile has rows.
+//   and within one k block (I <= gemm_kc), more steps than a tile has rows.
 //   The recurrent product is then a matrix-vector product that waits on
 //   W_hh's loads, and the next chunk's projection (chunks of tile_rows
 //   steps, one tile per panel) runs in its idle FMA slots, fed piece by
@@ -162,7 +162,7 @@ ForwardPlan plan_forward(const LayerShape& s, const StepRows& rows, bool reverse
     const std::size_t whh_bytes = std::size_t(GH) * s.H * s.elem_bytes;
     const std::size_t weight_bytes = std::size_t(GH) * s.I * s.elem_bytes + whh_bytes;
     const bool fused = threads.loop == 1 && threads.other == 1 && s.gemm_tile_rows > 0 && B == 1 && rows.uniform &&
-                       s.lbr && s.I <= kGemmKC && weight_bytes <= kCachedWeightBytes && steps > s.gemm_tile_rows;
+                       s.lbr && s.I <= s.gemm_kc && weight_bytes <= kCachedWeightBytes && steps > s.gemm_tile_rows;
     const std::size_t chunk_elems = kProjectionChunkElems / (whh_bytes > kStreamedRecurrentBytes ? 4 : 1);
     const std::size_t by_size = chunk_elems / (std::size_t(B) * GH);
     const std::size_t min_rows = weight_bytes > kCachedWeightBytes ? kProjectionMinRows : 1;
@@ -190,14 +190,14 @@ BackwardPlan plan_backward(const LayerShape& s, const StepRows& rows, bool rever
     p.h_contiguous = reverse || rows.uniform;
     // dW_ih = dgx^T X and dW_hh = dgh^T H_prev are GEMMs whose depth is
     // every packed row. Their right-hand operand is packed a few k blocks
-    // (kGemmKC rows each) at a time, each part's product added on: the same
+    // (gemm_kc rows each) at a time, each part's product added on: the same
     // sums in the same order as with all rows packed at once, in a buffer
     // of about kOperandChunkElems values (at least one k block) instead of
     // N rows. Narrow operands stay one part (few regions).
     const int N = int(rows.total());
-    auto operand_rows = [N](int cols) {
-        const int blocks = std::max<std::size_t>(1, kOperandChunkElems / (std::size_t(kGemmKC) * cols));
-        return blocks >= (N + kGemmKC - 1) / kGemmKC ? N : blocks * kGemmKC;
+    auto operand_rows = [N, &s](int cols) {
+        const int blocks = std::max<std::size_t>(1, kOperandChunkElems / (std::size_t(s.gemm_kc) * cols));
+        return blocks >= (N + s.gemm_kc - 1) / s.gemm_kc ? N : blocks * s.gemm_kc;
     };
     p.operand_rows_x = operand_rows(s.I);
     p.operand_rows_h = operand_rows(s.H);

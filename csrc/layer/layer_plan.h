@@ -21,12 +21,13 @@ struct LayerShape {
     std::size_t elem_bytes = 0;       // sizeof(T)
     int gemm_mr = 0, gemm_nr = 0;     // micro-tile rows and columns
     int gemm_tile_rows = 0;           // rows of a projection tile (0: no tiles on this ISA)
+    int gemm_kc = 0, gemm_mc = 0;     // GEMM k block depth and row block height
 };
 
 template <typename T>
 LayerShape layer_shape(const PackedRnn<T>& w) {
     return LayerShape{w.cell, w.linear_before_reset, w.I, w.H, w.G, w.layout, sizeof(T),
-                      w.kern->gemm_mr, w.kern->gemm_nr, w.kern->gemm_tile_rows};
+                      w.kern->gemm_mr, w.kern->gemm_nr, w.kern->gemm_tile_rows, w.kern->gemm_kc, w.kern->gemm_mc};
 }
 
 // Threads of a call: `loop` for its time loop, `other` for the rest of its
@@ -85,7 +86,7 @@ struct BackwardPlan {
     bool same_sides = true;
     // Rows of the weight gradients' right-hand operand packed at a time,
     // for dW_ih (operand X) and dW_hh (operand H_prev): all rows, or a
-    // multiple of kGemmKC.
+    // multiple of gemm_kc.
     int operand_rows_x = 0, operand_rows_h = 0;
     // The states entering the steps are contiguous rows of the context.
     bool h_contiguous = true;

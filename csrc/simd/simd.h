@@ -1,21 +1,12 @@
-// Selects the vector vocabulary of the ISA this translation unit is compiled
-// for and names its namespace. Only the per-ISA kernel objects include this.
+// The vector vocabulary of the ISA this translation unit is compiled for, in
+// namespace rnnkit::RNNKIT_NS. Only the per-ISA kernel objects include this;
+// the build names their ISA (RNNKIT_NS) and its header (RNNKIT_VEC_HEADER,
+// "simd/vec_<isa>.h"), one per row of isa_list.h.
 #pragma once
 
-#if defined(RNNKIT_TARGET_SCALAR)
-#define RNNKIT_NS scalar
-#include "simd/vec_scalar.h"
-#elif defined(RNNKIT_TARGET_AVX2)
-#define RNNKIT_NS avx2
-#include "simd/vec_avx2.h"
-#elif defined(RNNKIT_TARGET_AVX512)
-#define RNNKIT_NS avx512
-#include "simd/vec_avx512.h"
-#elif defined(RNNKIT_TARGET_NEON)
-#define RNNKIT_NS neon
-#include "simd/vec_neon.h"
-#else
-#error "compile kernels with exactly one RNNKIT_TARGET_<ISA> defined"
+#if !defined(RNNKIT_NS) || !defined(RNNKIT_VEC_HEADER)
+#error "compile kernels with RNNKIT_NS=<isa> and RNNKIT_VEC_HEADER=\"simd/vec_<isa>.h\" (see isa_list.h)"
 #endif
 
+#include RNNKIT_VEC_HEADER
 #include "simd/vec_common.h"

@@ -3,59 +3,68 @@
 #include <immintrin.h>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 namespace rnnkit {
-namespace avx2 {
+namespace RNNKIT_NS {
 
-// 6 x 16 float tile: 12 accumulators + 2 B vectors + 1 broadcast = 15 of the
-// 16 ymm registers, and 12 >= FMA latency x FMA ports on current x86 cores.
-constexpr int kGemmMR = 6;
-constexpr int kGemmNV = 2;
-// Rows that take several panels at a time instead (gemm_rows_panels): all
-// of them when there are at most this many, and as many rows left over
-// beyond whole tiles. Split evenly with a full tile, 8 rows would be two
-// 4-row tiles of 8 chains each, too few: 94 GFLOP/s, against 105 as a 6-row
-// tile and 2 rows x 3 panels (Zen 4).
-constexpr int kGemmPanelRows = 3;
-constexpr int kGemmSparePanelRows = 3;
-// No projection tiles alongside one-row products: with 16 registers a tile
-// has 4 rows at most, and measured on a Zen 4 core that made LSTM
-// 100x1x256x256 slower (1.73 -> 1.89 ms), not faster.
-constexpr int kGemmTileRows = 0;
+// The float and the double form of an intrinsic differ in their suffix
+// only: `name` followed by _ps or _pd, whichever T is, called with `args`.
+#define RNNKIT_AVX2_PS_PD(name, args) \
+    if constexpr (kFloat) return name##_ps args; else return name##_pd args
 
-template <typename T> struct Vec;
+// The register of each lane type, named directly: as a template argument
+// (std::conditional) the vector types would lose their attributes.
+template <typename T> struct Regs;
+template <> struct Regs<float> { using reg = __m256; };
+template <> struct Regs<double> { using reg = __m256d; };
 
-template <> struct Vec<float> {
-    using reg = __m256;
-    using mask = __m256;
-    static constexpr int width = 8;
-    static constexpr int mantissa_bits = 23;
-    static inline reg zero() { return _mm256_setzero_ps(); }
-    static inline reg set1(float v) { return _mm256_set1_ps(v); }
-    static inline reg load(const float* p) { return _mm256_loadu_ps(p); }
-    static inline void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
-    static inline reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
-    static inline reg sub(reg a, reg b) { return _mm256_sub_ps(a, b); }
-    static inline reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
-    static inline reg div(reg a, reg b) { return _mm256_div_ps(a, b); }
-    static inline reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+// One template for float and double, as for the scalar vectors: they differ
+// in the register type, the intrinsics' suffix and the lane count.
+template <typename T>
+struct Vec {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "AVX2 vectors hold float or double");
+    static constexpr bool kFloat = std::is_same_v<T, float>;
+    using reg = typename Regs<T>::reg;
+    using mask = reg;
+    static constexpr int width = kFloat ? 8 : 4;
+    static constexpr int mantissa_bits = kFloat ? 23 : 52;
+    static inline reg zero() { RNNKIT_AVX2_PS_PD(_mm256_setzero, ()); }
+    static inline reg set1(T v) { RNNKIT_AVX2_PS_PD(_mm256_set1, (v)); }
+    static inline reg load(const T* p) { RNNKIT_AVX2_PS_PD(_mm256_loadu, (p)); }
+    static inline void store(T* p, reg v) { RNNKIT_AVX2_PS_PD(_mm256_storeu, (p, v)); }
+    static inline reg add(reg a, reg b) { RNNKIT_AVX2_PS_PD(_mm256_add, (a, b)); }
+    static inline reg sub(reg a, reg b) { RNNKIT_AVX2_PS_PD(_mm256_sub, (a, b)); }
+    static inline reg mul(reg a, reg b) { RNNKIT_AVX2_PS_PD(_mm256_mul, (a, b)); }
+    static inline reg div(reg a, reg b) { RNNKIT_AVX2_PS_PD(_mm256_div, (a, b)); }
+    static inline reg fmadd(reg a, reg b, reg c) { RNNKIT_AVX2_PS_PD(_mm256_fmadd, (a, b, c)); }
     // Where either is NaN, the second operand (so NaN in b gives NaN).
-    static inline reg max(reg a, reg b) { return _mm256_max_ps(a, b); }
-    static inline mask lt(reg a, reg b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
-    static inline reg select(mask m, reg a, reg b) { return _mm256_blendv_ps(b, a, m); }
-    static inline reg neg_abs(reg a) { return _mm256_or_ps(a, _mm256_set1_ps(-0.0f)); }
+    static inline reg max(reg a, reg b) { RNNKIT_AVX2_PS_PD(_mm256_max, (a, b)); }
+    static inline mask lt(reg a, reg b) { RNNKIT_AVX2_PS_PD(_mm256_cmp, (a, b, _CMP_LT_OQ)); }
+    static inline reg select(mask m, reg a, reg b) { RNNKIT_AVX2_PS_PD(_mm256_blendv, (b, a, m)); }
+    static inline reg neg_abs(reg a) { return bit_or(a, set1(T(-0.0))); }
     static inline reg copysign(reg a, reg s) {
-        const reg sign = _mm256_set1_ps(-0.0f);
-        return _mm256_or_ps(_mm256_andnot_ps(sign, a), _mm256_and_ps(sign, s));
+        const reg sign = set1(T(-0.0));
+        return bit_or(bit_andnot(sign, a), bit_and(sign, s));
     }
     static constexpr bool exact_fma = true;
     static inline reg shift_to_exponent(reg t) {
-        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), mantissa_bits));
+        if constexpr (kFloat) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), mantissa_bits));
+        else return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(t), mantissa_bits));
     }
-    // r[i] = row i of an 8 x 8 block in, column i out: pairs interleaved,
-    // 4 x 4 blocks within 128-bit lanes, then the lanes swapped across.
+    // r[i] = row i of a width x width block in, column i out.
     static inline void transpose(reg* r) {
-        reg t[8], s[8];
+        if constexpr (kFloat) transpose_8x8(r); else transpose_4x4(r);
+    }
+
+private:
+    static inline reg bit_and(reg a, reg b) { RNNKIT_AVX2_PS_PD(_mm256_and, (a, b)); }
+    static inline reg bit_andnot(reg a, reg b) { RNNKIT_AVX2_PS_PD(_mm256_andnot, (a, b)); }
+    static inline reg bit_or(reg a, reg b) { RNNKIT_AVX2_PS_PD(_mm256_or, (a, b)); }
+    // Floats: pairs interleaved, 4 x 4 blocks within 128-bit lanes, then the
+    // lanes swapped across.
+    static inline void transpose_8x8(__m256* r) {
+        __m256 t[8], s[8];
         for (int i = 0; i < 8; i += 2) {
             t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
             t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
@@ -71,39 +80,10 @@ template <> struct Vec<float> {
             r[i + 4] = _mm256_permute2f128_ps(s[i], s[i + 4], 0x31);
         }
     }
-};
-
-template <> struct Vec<double> {
-    using reg = __m256d;
-    using mask = __m256d;
-    static constexpr int width = 4;
-    static constexpr int mantissa_bits = 52;
-    static inline reg zero() { return _mm256_setzero_pd(); }
-    static inline reg set1(double v) { return _mm256_set1_pd(v); }
-    static inline reg load(const double* p) { return _mm256_loadu_pd(p); }
-    static inline void store(double* p, reg v) { _mm256_storeu_pd(p, v); }
-    static inline reg add(reg a, reg b) { return _mm256_add_pd(a, b); }
-    static inline reg sub(reg a, reg b) { return _mm256_sub_pd(a, b); }
-    static inline reg mul(reg a, reg b) { return _mm256_mul_pd(a, b); }
-    static inline reg div(reg a, reg b) { return _mm256_div_pd(a, b); }
-    static inline reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_pd(a, b, c); }
-    // Where either is NaN, the second operand (so NaN in b gives NaN).
-    static inline reg max(reg a, reg b) { return _mm256_max_pd(a, b); }
-    static inline mask lt(reg a, reg b) { return _mm256_cmp_pd(a, b, _CMP_LT_OQ); }
-    static inline reg select(mask m, reg a, reg b) { return _mm256_blendv_pd(b, a, m); }
-    static inline reg neg_abs(reg a) { return _mm256_or_pd(a, _mm256_set1_pd(-0.0)); }
-    static inline reg copysign(reg a, reg s) {
-        const reg sign = _mm256_set1_pd(-0.0);
-        return _mm256_or_pd(_mm256_andnot_pd(sign, a), _mm256_and_pd(sign, s));
-    }
-    static constexpr bool exact_fma = true;
-    static inline reg shift_to_exponent(reg t) {
-        return _mm256_castsi256_pd(_mm256_slli_epi64(_mm256_castpd_si256(t), mantissa_bits));
-    }
-    // r[i] = row i of a 4 x 4 block in, column i out.
-    static inline void transpose(reg* r) {
-        const reg t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
-        const reg t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+    // Doubles: pairs interleaved, then the 128-bit lanes gathered.
+    static inline void transpose_4x4(__m256d* r) {
+        const __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+        const __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
         r[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
         r[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
         r[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
@@ -111,5 +91,7 @@ template <> struct Vec<double> {
     }
 };
 
-}  // namespace avx2
+#undef RNNKIT_AVX2_PS_PD
+
+}  // namespace RNNKIT_NS
 }  // namespace rnnkit

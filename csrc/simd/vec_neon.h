@@ -4,52 +4,74 @@
 #include <arm_neon.h>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 namespace rnnkit {
-namespace neon {
+namespace RNNKIT_NS {
 
-// 8 x 8 float tile: 16 accumulators + 2 B vectors + 1 broadcast of 32 regs.
-constexpr int kGemmMR = 8;
-constexpr int kGemmNV = 2;
-// Rows that take several panels at a time instead (gemm_rows_panels), as
-// for AVX-512.
-constexpr int kGemmPanelRows = 3;
-constexpr int kGemmSparePanelRows = 0;
-// No projection tiles alongside one-row products yet: 8-row tiles would
-// fit the 32 registers, but whether they pay has not been measured on an
-// ARM core (on AVX2 the 4-row tiles did not).
-constexpr int kGemmTileRows = 0;
+// The float and the double form of an intrinsic differ in their suffix
+// only: `name` followed by _f32 or _f64, whichever T is, called with `args`.
+#define RNNKIT_NEON_F32_F64(name, args) \
+    if constexpr (kFloat) return name##_f32 args; else return name##_f64 args
 
-template <typename T> struct Vec;
+// The register and mask of each lane type, named directly: as template
+// arguments (std::conditional) the vector types could lose their attributes.
+template <typename T> struct Regs;
+template <> struct Regs<float> { using reg = float32x4_t; using mask = uint32x4_t; };
+template <> struct Regs<double> { using reg = float64x2_t; using mask = uint64x2_t; };
 
-template <> struct Vec<float> {
-    using reg = float32x4_t;
-    using mask = uint32x4_t;
-    static constexpr int width = 4;
-    static constexpr int mantissa_bits = 23;
-    static inline reg zero() { return vdupq_n_f32(0.0f); }
-    static inline reg set1(float v) { return vdupq_n_f32(v); }
-    static inline reg load(const float* p) { return vld1q_f32(p); }
-    static inline void store(float* p, reg v) { vst1q_f32(p, v); }
-    static inline reg add(reg a, reg b) { return vaddq_f32(a, b); }
-    static inline reg sub(reg a, reg b) { return vsubq_f32(a, b); }
-    static inline reg mul(reg a, reg b) { return vmulq_f32(a, b); }
-    static inline reg div(reg a, reg b) { return vdivq_f32(a, b); }
-    static inline reg fmadd(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }
+// One template for float and double, as for the scalar vectors: they differ
+// in the register and mask types, the intrinsics' suffix, the lane count
+// and the integer lanes (32 or 64 bits) of their bitwise view.
+template <typename T>
+struct Vec {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "NEON vectors hold float or double");
+    static constexpr bool kFloat = std::is_same_v<T, float>;
+    using reg = typename Regs<T>::reg;
+    using mask = typename Regs<T>::mask;
+    static constexpr int width = kFloat ? 4 : 2;
+    static constexpr int mantissa_bits = kFloat ? 23 : 52;
+    static inline reg zero() { RNNKIT_NEON_F32_F64(vdupq_n, (T(0))); }
+    static inline reg set1(T v) { RNNKIT_NEON_F32_F64(vdupq_n, (v)); }
+    static inline reg load(const T* p) { RNNKIT_NEON_F32_F64(vld1q, (p)); }
+    static inline void store(T* p, reg v) { RNNKIT_NEON_F32_F64(vst1q, (p, v)); }
+    static inline reg add(reg a, reg b) { RNNKIT_NEON_F32_F64(vaddq, (a, b)); }
+    static inline reg sub(reg a, reg b) { RNNKIT_NEON_F32_F64(vsubq, (a, b)); }
+    static inline reg mul(reg a, reg b) { RNNKIT_NEON_F32_F64(vmulq, (a, b)); }
+    static inline reg div(reg a, reg b) { RNNKIT_NEON_F32_F64(vdivq, (a, b)); }
+    static inline reg fmadd(reg a, reg b, reg c) { RNNKIT_NEON_F32_F64(vfmaq, (c, a, b)); }
     // NaN where either is NaN.
-    static inline reg max(reg a, reg b) { return vmaxq_f32(a, b); }
-    static inline mask lt(reg a, reg b) { return vcltq_f32(a, b); }
-    static inline reg select(mask m, reg a, reg b) { return vbslq_f32(m, a, b); }
+    static inline reg max(reg a, reg b) { RNNKIT_NEON_F32_F64(vmaxq, (a, b)); }
+    static inline mask lt(reg a, reg b) { RNNKIT_NEON_F32_F64(vcltq, (a, b)); }
+    static inline reg select(mask m, reg a, reg b) { RNNKIT_NEON_F32_F64(vbslq, (m, a, b)); }
     static inline reg neg_abs(reg a) {
-        return vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(a), vdupq_n_u32(0x80000000u)));
+        if constexpr (kFloat) return from_bits(vorrq_u32(to_bits(a), sign_bits()));
+        else return from_bits(vorrq_u64(to_bits(a), sign_bits()));
     }
-    static inline reg copysign(reg a, reg s) { return vbslq_f32(vdupq_n_u32(0x80000000u), s, a); }
+    static inline reg copysign(reg a, reg s) { RNNKIT_NEON_F32_F64(vbslq, (sign_bits(), s, a)); }
     static constexpr bool exact_fma = true;
     static inline reg shift_to_exponent(reg t) {
-        return vreinterpretq_f32_u32(vshlq_n_u32(vreinterpretq_u32_f32(t), mantissa_bits));
+        if constexpr (kFloat) return from_bits(vshlq_n_u32(to_bits(t), mantissa_bits));
+        else return from_bits(vshlq_n_u64(to_bits(t), mantissa_bits));
     }
-    // r[i] = row i of a 4 x 4 block in, column i out (through memory).
+    // r[i] = row i of a width x width block in, column i out (through memory).
     static inline void transpose(reg* r) {
+        if constexpr (kFloat) transpose_4x4(r); else transpose_2x2(r);
+    }
+
+private:
+    // The lanes' bits as integers, and back.
+    static inline mask to_bits(reg a) {
+        if constexpr (kFloat) return vreinterpretq_u32_f32(a); else return vreinterpretq_u64_f64(a);
+    }
+    static inline reg from_bits(mask a) {
+        if constexpr (kFloat) return vreinterpretq_f32_u32(a); else return vreinterpretq_f64_u64(a);
+    }
+    // The sign bit of every lane.
+    static inline mask sign_bits() {
+        if constexpr (kFloat) return vdupq_n_u32(0x80000000u); else return vdupq_n_u64(0x8000000000000000ull);
+    }
+    static inline void transpose_4x4(float32x4_t* r) {
         float m[4][4], col[4];
         for (int i = 0; i < 4; ++i) vst1q_f32(m[i], r[i]);
         for (int i = 0; i < 4; ++i) {
@@ -57,36 +79,7 @@ template <> struct Vec<float> {
             r[i] = vld1q_f32(col);
         }
     }
-};
-
-template <> struct Vec<double> {
-    using reg = float64x2_t;
-    using mask = uint64x2_t;
-    static constexpr int width = 2;
-    static constexpr int mantissa_bits = 52;
-    static inline reg zero() { return vdupq_n_f64(0.0); }
-    static inline reg set1(double v) { return vdupq_n_f64(v); }
-    static inline reg load(const double* p) { return vld1q_f64(p); }
-    static inline void store(double* p, reg v) { vst1q_f64(p, v); }
-    static inline reg add(reg a, reg b) { return vaddq_f64(a, b); }
-    static inline reg sub(reg a, reg b) { return vsubq_f64(a, b); }
-    static inline reg mul(reg a, reg b) { return vmulq_f64(a, b); }
-    static inline reg div(reg a, reg b) { return vdivq_f64(a, b); }
-    static inline reg fmadd(reg a, reg b, reg c) { return vfmaq_f64(c, a, b); }
-    // NaN where either is NaN.
-    static inline reg max(reg a, reg b) { return vmaxq_f64(a, b); }
-    static inline mask lt(reg a, reg b) { return vcltq_f64(a, b); }
-    static inline reg select(mask m, reg a, reg b) { return vbslq_f64(m, a, b); }
-    static inline reg neg_abs(reg a) {
-        return vreinterpretq_f64_u64(vorrq_u64(vreinterpretq_u64_f64(a), vdupq_n_u64(0x8000000000000000ull)));
-    }
-    static inline reg copysign(reg a, reg s) { return vbslq_f64(vdupq_n_u64(0x8000000000000000ull), s, a); }
-    static constexpr bool exact_fma = true;
-    static inline reg shift_to_exponent(reg t) {
-        return vreinterpretq_f64_u64(vshlq_n_u64(vreinterpretq_u64_f64(t), mantissa_bits));
-    }
-    // r[i] = row i of a 2 x 2 block in, column i out (through memory).
-    static inline void transpose(reg* r) {
+    static inline void transpose_2x2(float64x2_t* r) {
         double m[2][2];
         vst1q_f64(m[0], r[0]);
         vst1q_f64(m[1], r[1]);
@@ -96,5 +89,7 @@ template <> struct Vec<double> {
     }
 };
 
-}  // namespace neon
+#undef RNNKIT_NEON_F32_F64
+
+}  // namespace RNNKIT_NS
 }  // namespace rnnkit

@@ -8,18 +8,7 @@
 #include <cstring>
 
 namespace rnnkit {
-namespace scalar {
-
-// GEMM micro-tile: MR rows x (NV * width) columns of accumulators.
-constexpr int kGemmMR = 4;
-constexpr int kGemmNV = 4;
-// Rows that take several panels at a time instead (gemm_rows_panels): a
-// single row only (more would not fit the registers).
-constexpr int kGemmPanelRows = 1;
-constexpr int kGemmSparePanelRows = 0;
-// No projection tiles alongside one-row products: without vectors there
-// are no idle FMA slots to fill.
-constexpr int kGemmTileRows = 0;
+namespace RNNKIT_NS {
 
 // One template serves float and double: they differ only in the integer
 // type of their bits, the mantissa width and the exponent bias.
@@ -69,5 +58,5 @@ template <typename T> struct Vec;
 template <> struct Vec<float> : ScalarVec<float, std::uint32_t, 23, 127> {};
 template <> struct Vec<double> : ScalarVec<double, std::uint64_t, 52, 1023> {};
 
-}  // namespace scalar
+}  // namespace RNNKIT_NS
 }  // namespace rnnkit

@@ -58,9 +58,9 @@ int check(const char* dtype, double tol) {
     int fails = 0;
     // T, B, I, H: degenerate, around the 4-lane vectors, tall K, partial tiles.
     const int shapes[][4] = {{1, 1, 1, 1}, {3, 2, 7, 9}, {5, 3, 17, 33}, {4, 5, 100, 65}, {2, 13, 300, 40}};
-    // LSTM, GRU linear before reset, GRU reset before linear.
+    // LSTM, GRU with linear_before_reset true (lbr) and false (no_lbr).
     const struct { CellKind cell; bool lbr; const char* name; } forms[] = {
-        {CellKind::lstm, true, "lstm"}, {CellKind::gru, true, "gru"}, {CellKind::gru, false, "gru_rbl"}};
+        {CellKind::lstm, true, "lstm"}, {CellKind::gru, true, "gru_lbr"}, {CellKind::gru, false, "gru_no_lbr"}};
     for (const auto& f : forms)
         for (const auto& s : shapes)
             for (bool reverse : {false, true}) {

@@ -1,6 +1,7 @@
-// Fused GRU ("reset before linear") gate math for one block of hidden units:
-// the two halves of a step on either side of the n gate's recurrent product,
-// forward and backward (see GruRbl*Args in kernel_table.h).
+// Fused GRU gate math for one block of hidden units, linear_before_reset =
+// false (no_lbr): the two halves of a step on either side of the n gate's
+// recurrent product, forward and backward (see GruNoLbr*Args in
+// kernel_table.h).
 #include "kernels/gru_rz.h"
 #include "kernels/kernels_isa.h"
 
@@ -10,7 +11,7 @@ namespace RNNKIT_NS {
 namespace {
 
 template <typename T>
-void gru_rbl_postgemm_fwd_rz(const GruRblRzFwdArgs<T>& a) {
+void gru_no_lbr_postgemm_fwd_rz(const GruNoLbrRzFwdArgs<T>& a) {
     using V = Vec<T>;
     using R = typename V::reg;
     constexpr int W = V::width;
@@ -37,7 +38,7 @@ void gru_rbl_postgemm_fwd_rz(const GruRblRzFwdArgs<T>& a) {
 }
 
 template <typename T>
-void gru_rbl_postgemm_fwd_n(const GruRblNFwdArgs<T>& a) {
+void gru_no_lbr_postgemm_fwd_n(const GruNoLbrNFwdArgs<T>& a) {
     using V = Vec<T>;
     using R = typename V::reg;
     constexpr int W = V::width;
@@ -68,7 +69,7 @@ void gru_rbl_postgemm_fwd_n(const GruRblNFwdArgs<T>& a) {
 }
 
 template <typename T>
-void gru_rbl_postgemm_bwd_zn(const GruRblZnBwdArgs<T>& a) {
+void gru_no_lbr_postgemm_bwd_zn(const GruNoLbrZnBwdArgs<T>& a) {
     using V = Vec<T>;
     using R = typename V::reg;
     constexpr int W = V::width;
@@ -100,7 +101,7 @@ void gru_rbl_postgemm_bwd_zn(const GruRblZnBwdArgs<T>& a) {
 }
 
 template <typename T>
-void gru_rbl_postgemm_bwd_r(const GruRblRBwdArgs<T>& a) {
+void gru_no_lbr_postgemm_bwd_r(const GruNoLbrRBwdArgs<T>& a) {
     using V = Vec<T>;
     using R = typename V::reg;
     constexpr int W = V::width;
@@ -126,15 +127,15 @@ void gru_rbl_postgemm_bwd_r(const GruRblRBwdArgs<T>& a) {
 }  // namespace
 
 template <typename T>
-void fill_postgemm_gru_rbl(Kernels<T>& k) {
-    k.gru_rbl_postgemm_fwd_rz = &gru_rbl_postgemm_fwd_rz<T>;
-    k.gru_rbl_postgemm_fwd_n = &gru_rbl_postgemm_fwd_n<T>;
-    k.gru_rbl_postgemm_bwd_zn = &gru_rbl_postgemm_bwd_zn<T>;
-    k.gru_rbl_postgemm_bwd_r = &gru_rbl_postgemm_bwd_r<T>;
+void fill_postgemm_gru_no_lbr(Kernels<T>& k) {
+    k.gru_no_lbr_postgemm_fwd_rz = &gru_no_lbr_postgemm_fwd_rz<T>;
+    k.gru_no_lbr_postgemm_fwd_n = &gru_no_lbr_postgemm_fwd_n<T>;
+    k.gru_no_lbr_postgemm_bwd_zn = &gru_no_lbr_postgemm_bwd_zn<T>;
+    k.gru_no_lbr_postgemm_bwd_r = &gru_no_lbr_postgemm_bwd_r<T>;
 }
 
-template void fill_postgemm_gru_rbl<float>(Kernels<float>&);
-template void fill_postgemm_gru_rbl<double>(Kernels<double>&);
+template void fill_postgemm_gru_no_lbr<float>(Kernels<float>&);
+template void fill_postgemm_gru_no_lbr<double>(Kernels<double>&);
 
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit

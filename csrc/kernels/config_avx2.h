@@ -1,0 +1,31 @@
+// Block sizes of the AVX2 + FMA kernels (16 ymm registers).
+#pragma once
+
+namespace rnnkit {
+namespace RNNKIT_NS {
+
+// 6 x 16 float tile: 12 accumulators + 2 B vectors + 1 broadcast = 15 of the
+// 16 ymm registers, and 12 >= FMA latency x FMA ports on current x86 cores.
+constexpr int kGemmMR = 6;
+constexpr int kGemmNV = 2;
+// Depth of one k block: each block after the first reloads and adds to C,
+// so deep blocks pay; a KC x NR panel of B streams from L2, which keeps up
+// with the micro-kernel, and one block covers K <= 1024 whole (measured
+// against 256 on a Zen 4 core). Rows of A per block: MC x KC of A stays in
+// L2 while it meets every panel.
+constexpr int kGemmKC = 1024;
+constexpr int kGemmMC = 96;
+// Rows that take several panels at a time instead (gemm_rows_panels): all
+// of them when there are at most this many, and as many rows left over
+// beyond whole tiles. Split evenly with a full tile, 8 rows would be two
+// 4-row tiles of 8 chains each, too few: 94 GFLOP/s, against 105 as a 6-row
+// tile and 2 rows x 3 panels (Zen 4).
+constexpr int kGemmPanelRows = 3;
+constexpr int kGemmSparePanelRows = 3;
+// No projection tiles alongside one-row products: with 16 registers a tile
+// has 4 rows at most, and measured on a Zen 4 core that made LSTM
+// 100x1x256x256 slower (1.73 -> 1.89 ms), not faster.
+constexpr int kGemmTileRows = 0;
+
+}  // namespace RNNKIT_NS
+}  // namespace rnnkit
