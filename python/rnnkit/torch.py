@@ -21,12 +21,17 @@ What runs where
   other change.
 * torch.nn's own forward, silently, wherever torch must see the operations
   or the call is not plain eager: ``torch.jit.trace`` / ``torch.onnx.export``,
-  ``torch.compile`` / ``torch.export``, ``torch.func`` transforms
-  (``vmap``, ``grad``, ``jacrev``, ...), forward-mode AD, fake tensors and
+  ``torch.compile`` / ``torch.export``, forward-mode AD, fake tensors and
   any other TorchDispatchMode / TorchFunctionMode, tensor subclasses, and
-  the LSTM under CPU autocast (torch.nn's LSTM returns the autocast dtype
-  there; its GRU stays float32, as rnnkit's does). ``torch.jit.script``
-  scripts a torch.nn twin sharing the parameters (``__prepare_scriptable__``).
+  CPU autocast (torch.nn's LSTM returns the autocast dtype there, its GRU
+  float32 from autocast-dtype products). ``torch.func`` transforms
+  (``vmap``, ``grad``, ``jacrev``, ...) run the same math in plain torch
+  operations, which vmap can batch (torch.nn's fused RNN ops cannot).
+  ``torch.jit.script`` scripts a torch.nn twin sharing the parameters
+  (``__prepare_scriptable__``; torch swaps it into the scripted model).
+  ``torch.compile`` treats the module as torch.nn's RNNs: a graph break,
+  around an eager call on rnnkit's kernels (with
+  ``torch._dynamo.config.allow_rnn`` it traces torch.nn's forward).
 * torch's own implementation, with a one-time ``RuntimeWarning`` per module
   and reason: ``proj_size > 0`` (rnnkit has no projection kernels), tensors
   on another device (CUDA, MPS, ...), or another dtype (float16, bfloat16).
@@ -110,7 +115,7 @@ def _graph_context(tensors) -> Optional[str]:
             not isinstance(m, _DeviceContext) for m in torch.overrides._get_current_function_mode_stack()):
         return "a TorchFunctionMode"
     for t in tensors:
-        if t is not None and type(t) not in _PLAIN_TENSORS:
+        if isinstance(t, torch.Tensor) and type(t) not in _PLAIN_TENSORS:
             return f"a tensor subclass ({type(t).__name__})"
     return None
 
@@ -338,14 +343,14 @@ class _RnnkitMixin:
             return f"weights of dtype {dtype} (rnnkit runs float32 and float64)"
         return None
 
-    def _torch_forward(self, reason: str, input, hx, warn: bool = True):
+    def _torch_forward(self, reason: str, input, hx, warn: bool = True, ops: bool = False):
         if warn:
             warned = self.__dict__.setdefault("_rnnkit_warned", set())
             if reason not in warned:
                 warned.add(reason)
                 warnings.warn(f"rnnkit.torch.{type(self).__name__}: {reason}; running torch's own "
                               f"implementation instead", RuntimeWarning, stacklevel=3)
-        if getattr(self, "linear_before_reset", True):
+        if getattr(self, "linear_before_reset", True) and not ops:
             return super().forward(input, hx)
         # torch has no reset-before-linear GRU: the same math in torch operations.
         return self._run(input, hx, kernels=False)
@@ -387,16 +392,22 @@ class _RnnkitMixin:
 
     def forward(self, input, hx=None):
         data = input.data if isinstance(input, PackedSequence) else input
+        if not isinstance(data, torch.Tensor):
+            raise TypeError(f"{self.mode}: input must be a Tensor or a PackedSequence, got {type(input).__name__}")
         states = () if hx is None else (tuple(hx) if isinstance(hx, (tuple, list)) else (hx,))
         self._update_flat_weights()
         weights = self._flat_weights
         # Where torch must see the operations: torch.nn's forward, silently.
         reason = _graph_context((data, *states, *weights))
-        if reason is None and self.mode == "LSTM" and torch.is_autocast_enabled("cpu"):
-            # torch.nn's LSTM returns the autocast dtype (its GRU float32, as rnnkit's).
+        if reason is None and torch.is_autocast_enabled("cpu"):
+            # torch.nn's RNNs take their products in the autocast dtype (the
+            # LSTM also returns it): only torch's path gives its results.
             reason = "CPU autocast"
         if reason is not None:
-            return self._torch_forward(reason, input, hx, warn=False)
+            # torch.func transforms: torch operations, which vmap can batch
+            # (torch.nn's fused RNN ops have no batching rule).
+            ops = torch._C._functorch.peek_interpreter_stack() is not None
+            return self._torch_forward(reason, input, hx, warn=False, ops=ops)
         reason = self._fallback_reason(data, states, weights)
         if reason is not None:
             return self._torch_forward(reason, input, hx)
