@@ -125,6 +125,35 @@ def test_double_backward_with_dropout_matches_torch_at_the_same_seed(torch, rt, 
     assert_all_close(results[0], results[1], rtol=1e-8, atol=1e-10, what="penalty gradient under dropout")
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_backward_twice_through_a_retained_graph(torch, rt, mode):
+    ours, ref = pair(torch, rt, mode, num_layers=2, dropout=0.3)
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    results = []
+    for m in (ours, ref):
+        torch.manual_seed(5)
+        loss = m(x)[0].sin().sum()
+        first = torch.autograd.grad(loss, [x, *m.parameters()], retain_graph=True)
+        second = torch.autograd.grad(loss, [x, *m.parameters()])
+        assert not any(g.requires_grad for g in second)
+        results.append(list(first) + list(second))
+    assert_all_close(results[0], results[1], rtol=1e-8, atol=1e-10, what="two backwards")
+
+
+def test_kernel_context_freed_with_the_saved_tensors(torch, rt):
+    # Like torch's saved buffers: kept through retain_graph, freed by the
+    # last backward, so the next training call's packing and workspace
+    # need not wait for the old graph's outputs to die.
+    m = rt.GRU(I, H)
+    x = torch.randn(T, B, I, requires_grad=True)
+    y = m(x)[0]
+    alive = y.grad_fn.rnn
+    y.sum().backward(retain_graph=True)
+    assert alive() is not None
+    y.sum().backward()
+    assert alive() is None
+
+
 @pytest.mark.parametrize("cfg", [("LSTM", True, True), ("GRU", True, True), ("GRU", False, True),
                                  ("LSTM", False, False), ("GRU", False, False)],
                          ids=["lstm-packed", "gru-packed", "gru-rbl-packed", "lstm", "gru-rbl"])
@@ -600,6 +629,20 @@ def test_autocast_follows_torch_nn(torch, rt, mode, with_hx):
     assert gx.dtype == wx.dtype and [g.dtype for g in gw] == [g.dtype for g in ww]
     for a, b in zip(got + [gx] + gw, want + [wx] + ww):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_autocast_reset_before_linear_gru_keeps_the_gru_contract(torch, rt):
+    # No torch counterpart: products in bfloat16 as autocast makes them, the
+    # result float32 like torch.nn.GRU's under autocast.
+    m = rt.GRU(I, H, linear_before_reset=False, num_layers=2)
+    x = torch.randn(T, B, I)
+    with torch.no_grad():
+        want = states_of(m(x))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = states_of(m(x))
+    assert [t.dtype for t in got] == [torch.float32] * 2
+    assert max((a - b).abs().max() for a, b in zip(got, want)) < 0.05
+    assert any(not torch.equal(a, b) for a, b in zip(got, want))  # the products did run in bfloat16
 
 
 # ---- 8. argument checks ---------------------------------------------------------------------

@@ -63,6 +63,7 @@ import copy
 import ctypes
 import ctypes.util
 import warnings
+import weakref
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -164,6 +165,33 @@ class _Packed:
 
     def __init__(self, key, packed, saved: List[torch.Tensor]):
         self.key, self.packed, self.saved = key, packed, saved
+        # What the check reads every call, looked up once.
+        self.meta = [(s.dtype, s.shape, s.data_ptr(), s.numel() * s.element_size()) for s in saved]
+
+    def holds(self, weights) -> bool:
+        """Whether ``weights`` are, byte for byte, what these were packed from."""
+        if len(weights) != len(self.meta):
+            return False
+        for w, s, (dtype, shape, ptr, n) in zip(weights, self.saved, self.meta):
+            if _memcmp is None or not w.is_contiguous():
+                if not _same_bytes(w, s):
+                    return False
+            elif w.dtype != dtype or w.shape != shape or (n and _memcmp(w.data_ptr(), ptr, n)):
+                return False
+        return True
+
+
+class _ContextHolder(bytearray):
+    """One byte of memory whose tensor keeps a kernels' context alive."""
+
+    def __init__(self, rnn):
+        super().__init__(1)
+        self.rnn = rnn
+
+    def tensor(self) -> torch.Tensor:
+        # Owns the holder (through NumPy's buffer reference); the holder does
+        # not refer back, so no cycle waits for the garbage collector.
+        return torch.from_numpy(np.frombuffer(self, dtype=np.uint8))
 
 
 class _Run:
@@ -200,12 +228,20 @@ class _RNNFunction(torch.autograd.Function):
             run.mode, _np(x), run.packed, _np(h0), _np(c0), num_layers=run.num_layers,
             bidirectional=run.bidirectional, batch_sizes=run.batch_sizes, dropout=run.dropout,
             dropout_mask=run.dropout_mask, training=run.record)
-        ctx.rnn, ctx.run = rctx, run
+        ctx.run = run
+        ctx.masks = rctx.masks if rctx is not None else []
+        # The kernels' context (workspace, packed weights) lives as long as
+        # autograd keeps this node's saved tensors: it rides on a one-byte
+        # saved tensor, so it is freed when torch frees the saved buffers
+        # (after backward unless retain_graph) and a next training step packs
+        # into the same memory while this graph's outputs still exist.
+        holder = _ContextHolder(rctx)
+        ctx.rnn = weakref.ref(holder)
         # The kernels' context refers to x's memory; saving x lets autograd
         # refuse an in-place change before backward with its own error. The
         # states and weights are saved (as torch.nn saves them) for a
         # backward that must build a graph of the gradient.
-        ctx.save_for_backward(x, h0, c0, *weights)
+        ctx.save_for_backward(x, h0, c0, *weights, holder.tensor())
         # Unused outputs reach backward as None, which the kernels read as zeros.
         ctx.set_materialize_grads(False)
         outs = (torch.from_numpy(y), torch.from_numpy(h_n))
@@ -213,11 +249,16 @@ class _RNNFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy, dh_n, dc_n=None):
-        saved = ctx.saved_tensors  # raises if an input was modified in place since forward
-        if torch.is_grad_enabled():
+        saved = ctx.saved_tensors[:-1]  # raises if an input was modified in place since forward
+        holder = ctx.rnn()
+        rctx = None if holder is None else holder.rnn
+        if torch.is_grad_enabled() or rctx is None:
             # create_graph=True: the gradient must itself be differentiable.
-            return (None,) + _differentiable_backward(ctx, saved, (dy, dh_n, dc_n))
-        dx, dhx, dcx, grads = layers.rnn_backward(ctx.rnn, _np(dy), _np(dh_n), _np(dc_n))
+            grads = _differentiable_backward(ctx, saved, (dy, dh_n, dc_n))
+            if not torch.is_grad_enabled():
+                grads = tuple(None if g is None else g.detach() for g in grads)
+            return (None,) + grads
+        dx, dhx, dcx, grads = layers.rnn_backward(rctx, _np(dy), _np(dh_n), _np(dc_n))
         # Weight gradients in the order of _flat_weights: w_ih, w_hh[, b_ih, b_hh] per layer and direction.
         per_layer = 4 if ctx.run.bias else 2
         dweights = [torch.from_numpy(g) for layer in grads for g in layer[:per_layer]]
@@ -230,7 +271,7 @@ def _differentiable_backward(ctx, saved, grad_outputs):
     """Input gradients as torch operations: the forward recomputed in torch
     from the saved inputs (same dropout masks), differentiated with create_graph."""
     run, needs = ctx.run, ctx.needs_input_grad[1:]
-    masks = [None if m is None else torch.from_numpy(m) for m in ctx.rnn.masks] if ctx.rnn is not None else []
+    masks = [None if m is None else torch.from_numpy(m) for m in ctx.masks]
 
     def dropout(layer, rows):
         mask = masks[layer] if layer < len(masks) else None
@@ -264,8 +305,7 @@ class _RnnkitMixin:
         lbr = getattr(self, "linear_before_reset", True)
         key = (_active_isa(), lbr)
         cache = self.__dict__.get("_rnnkit_cache")
-        if cache is not None and cache.key == key and len(cache.saved) == len(weights) and all(
-                _same_bytes(w, s) for w, s in zip(weights, cache.saved)):
+        if cache is not None and cache.key == key and cache.holds(weights):
             return cache.packed
         params = {name: _np(w) for name, w in zip(self._flat_weights_names, weights)}
         # Changed weights go into the memory of the last packing (contexts
