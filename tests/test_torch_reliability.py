@@ -62,7 +62,7 @@ def assert_all_close(got, want, rtol=1e-9, atol=1e-11, what=""):
 def gradient_penalty_grads(torch, m, x, hx, packed_lengths=None):
     """d/dparams of |d loss / d (x, hx)|^2 (a WGAN-GP style penalty) plus the first gradient."""
     inp = x if packed_lengths is None else torch.nn.utils.rnn.pack_padded_sequence(
-        x, packed_lengths, enforce_sorted=False)
+        x, packed_lengths, batch_first=m.batch_first, enforce_sorted=False)
     outs = states_of(m(inp, hx))
     loss = sum((o * torch.linspace(-1, 1, o.numel(), dtype=o.dtype).reshape(o.shape)).sin().sum() for o in outs)
     hxs = list(hx) if isinstance(hx, tuple) else [hx]
@@ -86,8 +86,6 @@ def test_gradient_penalty_matches_torch(torch, rt, mode, kw, packed):
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
     hx = hx_for(torch, mode, layers, requires_grad=True)
     lengths = [T, 2, 4] if packed else None
-    if packed and kw.get("batch_first"):
-        pytest.skip("pack_padded_sequence of batch-first input is covered by test_torch_parity")
     got_first, got = gradient_penalty_grads(torch, ours, x, hx, lengths)
     want_first, want = gradient_penalty_grads(torch, ref, x, hx, lengths)
     assert_all_close(got_first, want_first, what="first gradient")
@@ -402,10 +400,13 @@ def test_onnx_export_reset_before_linear_gru(torch, rt, tmp_path):
     np.testing.assert_allclose(got[1], want[1].numpy(), rtol=1e-5, atol=1e-5)
 
 
-def test_onnx_dynamo_export(torch, rt):
+@pytest.mark.parametrize("lbr", [True, False])
+def test_onnx_dynamo_export(torch, rt, lbr):
     pytest.importorskip("onnxscript")
     ort = pytest.importorskip("onnxruntime")
     model = rt.convert(Model.build(torch))
+    if not lbr:
+        model.gru = rt.GRU(2 * H, H, linear_before_reset=False).eval()
     x = torch.randn(T, B, I)
     prog = torch.onnx.export(model, (x,), dynamo=True)
     buf = prog.model_proto.SerializeToString()
