@@ -291,6 +291,19 @@ def test_unchanged_weights_are_not_packed_again(torch, rt, monkeypatch):
     assert len(packs) == 2
 
 
+def test_first_call_in_inference_mode_then_changed_weights(torch, rt):
+    ours, ref = pair(torch, rt, "LSTM")
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    with torch.inference_mode():
+        ours(x)
+    for p in ours.parameters():
+        p.data.mul_(0.5)
+    ref.load_state_dict(ours.state_dict())
+    with torch.no_grad():
+        assert_all_close(states_of(ours(x)), states_of(ref(x)), what="no_grad after inference_mode")
+    assert_all_close(states_of(ours(x)), states_of(ref(x)), what="training call")
+
+
 def test_nan_and_signed_zero_weights_are_changes(torch, rt):
     # The check compares bytes: -0.0 vs 0.0 and NaN payloads are seen as they are.
     m, ref = pair(torch, rt, "GRU")

@@ -147,37 +147,40 @@ def _load_memcmp():
 _memcmp = _load_memcmp()
 
 
-def _same_bytes(t: torch.Tensor, saved: torch.Tensor) -> bool:
-    """Whether tensor t holds exactly saved's bytes (bitwise: NaN payloads, -0.0)."""
-    if t.dtype != saved.dtype or t.shape != saved.shape:
-        return False
-    if not t.is_contiguous():
-        t = t.contiguous()
-    n = t.numel() * t.element_size()
-    if _memcmp is not None:
-        return n == 0 or _memcmp(t.data_ptr(), saved.data_ptr(), n) == 0
-    # No C library found: NumPy compares the raw bytes instead.
-    return bool(np.array_equal(t.detach().numpy().view(np.uint8), saved.numpy().view(np.uint8)))
-
-
 class _Packed:
-    """Packed weights plus a copy of the bytes they were packed from."""
+    """Packed weights plus a copy of the bytes they were packed from.
 
-    def __init__(self, key, packed, saved: List[torch.Tensor]):
+    The copy is NumPy memory, outside autograd and inference mode (an
+    inference-mode first call must not leave inference tensors to update).
+    """
+
+    def __init__(self, key, packed, saved: List[np.ndarray]):
         self.key, self.packed, self.saved = key, packed, saved
         # What the check reads every call, looked up once.
-        self.meta = [(s.dtype, s.shape, s.data_ptr(), s.numel() * s.element_size()) for s in saved]
+        self.meta = [(_TORCH_DTYPE.get(s.dtype), s.shape, s.ctypes.data, s.nbytes) for s in saved]
 
     def holds(self, weights) -> bool:
         """Whether ``weights`` are, byte for byte, what these were packed from."""
         if len(weights) != len(self.meta):
             return False
         for w, s, (dtype, shape, ptr, n) in zip(weights, self.saved, self.meta):
-            if _memcmp is None or not w.is_contiguous():
-                if not _same_bytes(w, s):
-                    return False
-            elif w.dtype != dtype or w.shape != shape or (n and _memcmp(w.data_ptr(), ptr, n)):
+            if w.dtype != dtype or tuple(w.shape) != shape:
                 return False
+            if _memcmp is None or not w.is_contiguous():
+                # NumPy compares the raw bytes (no C library, or a strided weight).
+                if not np.array_equal(_np(w).view(np.uint8), s.view(np.uint8)):
+                    return False
+            elif n and _memcmp(w.data_ptr(), ptr, n):
+                return False
+        return True
+
+    def refill(self, arrays) -> bool:
+        """Copy new weights into the saved memory if their shapes match; False if not."""
+        if len(arrays) != len(self.saved) or any(
+                a.dtype != s.dtype or a.shape != s.shape for a, s in zip(arrays, self.saved)):
+            return False
+        for a, s in zip(arrays, self.saved):
+            np.copyto(s, a)
         return True
 
 
@@ -307,20 +310,17 @@ class _RnnkitMixin:
         cache = self.__dict__.get("_rnnkit_cache")
         if cache is not None and cache.key == key and cache.holds(weights):
             return cache.packed
-        params = {name: _np(w) for name, w in zip(self._flat_weights_names, weights)}
+        arrays = [_np(w) for w in weights]
+        params = dict(zip(self._flat_weights_names, arrays))
         # Changed weights go into the memory of the last packing (contexts
-        # still holding it keep their own copy).
+        # still holding it keep their own copy), and into the saved copy.
         packed = layers.pack_layer_weights(
             self.mode, params, num_layers=self.num_layers, bidirectional=self.bidirectional,
             bias=self.bias, linear_before_reset=lbr, into=cache.packed if cache is not None else None)
-        if cache is not None and len(cache.saved) == len(weights) and all(
-                s.dtype == w.dtype and s.shape == w.shape for s, w in zip(cache.saved, weights)):
-            saved = cache.saved
-            for s, w in zip(saved, weights):
-                s.copy_(w.detach())
+        if cache is not None and cache.refill(arrays):
+            cache.key, cache.packed = key, packed
         else:
-            saved = [w.detach().clone(memory_format=torch.contiguous_format) for w in weights]
-        self._rnnkit_cache = _Packed(key, packed, saved)
+            self._rnnkit_cache = _Packed(key, packed, [a.copy() for a in arrays])
         return packed
 
     def flatten_parameters(self) -> None:
