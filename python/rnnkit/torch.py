@@ -256,7 +256,8 @@ class _RNNFunction(torch.autograd.Function):
         holder = ctx.rnn()
         rctx = None if holder is None else holder.rnn
         if torch.is_grad_enabled() or rctx is None:
-            # create_graph=True: the gradient must itself be differentiable.
+            # create_graph=True: the gradient must itself be differentiable
+            # (and, should the kernels' context be gone, torch's math stands in).
             grads = _differentiable_backward(ctx, saved, (dy, dh_n, dc_n))
             if not torch.is_grad_enabled():
                 grads = tuple(None if g is None else g.detach() for g in grads)
