@@ -142,7 +142,7 @@ def test_every_isa(torch, rt, isa, mode, lengths, dtype_name):
     got = forward_backward(torch, ours, x, states, **kw)
     want = forward_backward(torch, ref, x, states, **kw)
     assert_matches(got, want, dtype, mode, 2, True)
-    assert all(w.isa == isa for w in ours._rnnkit_cache[2])
+    assert all(w.isa == isa for w in ours._rnnkit_cache.packed)
 
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])

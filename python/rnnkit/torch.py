@@ -11,27 +11,45 @@ weight, so autograd delivers gradients for all of them.
 What runs where
 ---------------
 * rnnkit's kernels: CPU tensors of dtype float32 or float64 (input, states
-  and weights alike). Contiguous CPU tensors are handed to the kernels
-  without a copy (``Tensor.numpy()`` shares memory); batch-first input is
-  copied to time-major once. The kernels read weights packed into their own
-  layout. A call that records autograd (a training step) packs them afresh:
-  training changes them every step, and also through paths ``_version``
-  cannot see (``.data`` writes, as gradcheck and hand-written SGD make).
-  A call without autograd (``torch.no_grad()``, inference) reuses the last
-  packing while the weights are the same tensors, unchanged (``_version``)
-  and no ``torch.optim`` step ran since (fused optimizers do not bump
-  versions); after writing weights through ``.data`` or a NumPy view, call
-  ``module.flatten_parameters()``, which drops the packed copy.
+  and weights alike), in eager mode. Contiguous CPU tensors are handed to
+  the kernels without a copy (``Tensor.numpy()`` shares memory);
+  batch-first input is copied to time-major once. The kernels read weights
+  packed into their own layout, packed again only when the weights changed:
+  every call compares the parameters' bytes with a copy kept from the last
+  packing (a memcmp, cheaper than a packing), so writes through ``.data``,
+  NumPy views, fused optimizers or ``load_state_dict`` are seen like any
+  other change.
+* torch.nn's own forward, silently, wherever torch must see the operations
+  or the call is not plain eager: ``torch.jit.trace`` / ``torch.onnx.export``,
+  ``torch.compile`` / ``torch.export``, forward-mode AD, fake tensors and
+  any other TorchDispatchMode / TorchFunctionMode, tensor subclasses, and
+  CPU autocast (torch.nn's LSTM returns the autocast dtype there, its GRU
+  float32 from autocast-dtype products). ``torch.func`` transforms
+  (``vmap``, ``grad``, ``jacrev``, ...) run the same math in plain torch
+  operations, which vmap can batch (torch.nn's fused RNN ops cannot).
+  ``torch.jit.script`` scripts a torch.nn twin sharing the parameters
+  (``__prepare_scriptable__``; torch swaps it into the scripted model).
+  ``torch.compile`` treats the module as torch.nn's RNNs: a graph break,
+  around an eager call on rnnkit's kernels (with
+  ``torch._dynamo.config.allow_rnn`` it traces torch.nn's forward).
 * torch's own implementation, with a one-time ``RuntimeWarning`` per module
   and reason: ``proj_size > 0`` (rnnkit has no projection kernels), tensors
   on another device (CUDA, MPS, ...), or another dtype (float16, bfloat16).
-  ``GRU(linear_before_reset=False)`` has no torch counterpart: those cases
-  raise ``NotImplementedError`` instead. Empty input (no time steps or no
-  batch) also goes to torch, silently, so its errors and results are torch's.
+  Empty input (no time steps or no batch) also goes to torch, silently.
+  ``GRU(linear_before_reset=False)`` has no torch counterpart: wherever
+  torch would run, it runs the same math written in torch operations.
 * Dropout between layers (training mode only) draws its masks from torch's
   RNG exactly as torch's own RNN does: ``torch.manual_seed`` reproduces
   them, and torch.nn.LSTM/GRU at the same seed draw the same masks.
-* Backward is once differentiable: gradients of gradients raise.
+* Gradients of gradients (``create_graph=True``: gradient penalties,
+  Hessian-vector products, MAML) are exact: such a backward recomputes the
+  forward in torch operations from the saved inputs and differentiates it.
+* Pickling (``torch.save(model)``, ``copy.deepcopy`` keeps rnnkit): a module
+  pickles as the torch.nn.LSTM/GRU it stands for, so a whole-model
+  checkpoint loads wherever torch.nn's would, rnnkit installed or not
+  (``convert`` it again after loading). ``GRU(linear_before_reset=False)``
+  pickles as itself: loading it needs rnnkit (and, with ``weights_only``,
+  ``torch.serialization.add_safe_globals([rnnkit.torch.GRU])``).
 
 ``GRU`` takes one extra keyword, ``linear_before_reset=True`` (torch's form);
 ``False`` is the Cho et al. 2014 form (ONNX's default, Keras
@@ -41,17 +59,19 @@ for these. Importing :mod:`rnnkit` does not import torch; this module does.
 
 from __future__ import annotations
 
+import copy
+import ctypes
+import ctypes.util
 import warnings
 import weakref
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 from torch import nn
-from torch.autograd.function import once_differentiable
 from torch.nn.utils.rnn import PackedSequence
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from . import _torch_math
 from . import isa as _active_isa
 from . import layers
 
@@ -59,23 +79,122 @@ __all__ = ["LSTM", "GRU", "convert"]
 
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 _TORCH_DTYPE = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
-
-# Fused optimizers change weights without bumping their _version, so every
-# torch.optim step (counted here) also ends the reuse of packed weights.
-_optimizer_steps = 0
-
-
-def _count_optimizer_step(optimizer, args, kwargs) -> None:
-    global _optimizer_steps
-    _optimizer_steps += 1
-
-
-register_optimizer_step_post_hook(_count_optimizer_step)
+_PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
 
 
 def _np(t: Optional[torch.Tensor]) -> Optional[np.ndarray]:
     # Shares memory with a contiguous CPU tensor; copies only a strided one.
     return None if t is None else t.detach().contiguous().numpy()
+
+
+def _bool_arg(value, name: str) -> bool:
+    """A bool argument; the integers 0 and 1 count too (ONNX attribute values)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name}: expected a bool (or 0 / 1), got {value!r}")
+    raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+
+
+# ---- calls where torch must see the operations ---------------------------------------
+
+def _graph_context(tensors) -> Optional[str]:
+    """Why this call must run torch operations (tracing, export, transforms...), or None."""
+    if torch.jit.is_tracing() or torch.jit.is_scripting():
+        return "torch.jit tracing"
+    if torch.compiler.is_compiling():
+        return "torch.compile / torch.export"
+    if torch._C._functorch.peek_interpreter_stack() is not None:
+        return "a torch.func transform"
+    if torch.autograd.forward_ad._current_level >= 0:
+        return "forward-mode AD"
+    if _current_dispatch_mode() is not None:
+        return "a TorchDispatchMode (fake tensors, ...)"
+    if torch._C._is_torch_function_mode_enabled() and any(
+            not isinstance(m, _DeviceContext) for m in torch.overrides._get_current_function_mode_stack()):
+        return "a TorchFunctionMode"
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and type(t) not in _PLAIN_TENSORS:
+            return f"a tensor subclass ({type(t).__name__})"
+    return None
+
+
+try:  # private torch helpers, present in every torch rnnkit supports
+    from torch.utils._device import DeviceContext as _DeviceContext
+    from torch.utils._python_dispatch import _get_current_dispatch_mode as _current_dispatch_mode
+except ImportError:  # pragma: no cover - a future torch that moved them: assume a mode is on
+    _DeviceContext = ()
+
+    def _current_dispatch_mode():
+        return True
+
+
+# ---- bytes comparison for the staleness check -----------------------------------------
+
+def _load_memcmp():
+    name = ctypes.util.find_library("c") or ctypes.util.find_library("msvcrt")
+    try:
+        fn = ctypes.CDLL(name).memcmp
+    except (OSError, AttributeError, TypeError):
+        return None
+    fn.restype = ctypes.c_int
+    fn.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
+    return fn
+
+
+_memcmp = _load_memcmp()
+
+
+class _Packed:
+    """Packed weights plus a copy of the bytes they were packed from.
+
+    The copy is NumPy memory, outside autograd and inference mode (an
+    inference-mode first call must not leave inference tensors to update).
+    """
+
+    def __init__(self, key, packed, saved: List[np.ndarray]):
+        self.key, self.packed, self.saved = key, packed, saved
+        # What the check reads every call, looked up once.
+        self.meta = [(_TORCH_DTYPE.get(s.dtype), s.shape, s.ctypes.data, s.nbytes) for s in saved]
+
+    def holds(self, weights) -> bool:
+        """Whether ``weights`` are, byte for byte, what these were packed from."""
+        if len(weights) != len(self.meta):
+            return False
+        for w, s, (dtype, shape, ptr, n) in zip(weights, self.saved, self.meta):
+            if w.dtype != dtype or tuple(w.shape) != shape:
+                return False
+            if _memcmp is None or not w.is_contiguous():
+                # NumPy compares the raw bytes (no C library, or a strided weight).
+                if not np.array_equal(_np(w).view(np.uint8), s.view(np.uint8)):
+                    return False
+            elif n and _memcmp(w.data_ptr(), ptr, n):
+                return False
+        return True
+
+    def refill(self, arrays) -> bool:
+        """Copy new weights into the saved memory if their shapes match; False if not."""
+        if len(arrays) != len(self.saved) or any(
+                a.dtype != s.dtype or a.shape != s.shape for a, s in zip(arrays, self.saved)):
+            return False
+        for a, s in zip(arrays, self.saved):
+            np.copyto(s, a)
+        return True
+
+
+class _ContextHolder(bytearray):
+    """One byte of memory whose tensor keeps a kernels' context alive."""
+
+    def __init__(self, rnn):
+        super().__init__(1)
+        self.rnn = rnn
+
+    def tensor(self) -> torch.Tensor:
+        # Owns the holder (through NumPy's buffer reference); the holder does
+        # not refer back, so no cycle waits for the garbage collector.
+        return torch.from_numpy(np.frombuffer(self, dtype=np.uint8))
 
 
 class _Run:
@@ -86,6 +205,8 @@ class _Run:
         self.packed = packed
         self.num_layers = module.num_layers
         self.bidirectional = module.bidirectional
+        self.hidden_size = module.hidden_size
+        self.linear_before_reset = getattr(module, "linear_before_reset", True)
         self.bias = module.bias
         self.batch_sizes = batch_sizes
         # Dropout is a training-mode thing; eval-mode calls that need gradients get none.
@@ -110,27 +231,71 @@ class _RNNFunction(torch.autograd.Function):
             run.mode, _np(x), run.packed, _np(h0), _np(c0), num_layers=run.num_layers,
             bidirectional=run.bidirectional, batch_sizes=run.batch_sizes, dropout=run.dropout,
             dropout_mask=run.dropout_mask, training=run.record)
-        ctx.rnn, ctx.bias = rctx, run.bias
-        ctx.has_states = (h0 is not None, c0 is not None)
+        ctx.run = run
+        ctx.masks = rctx.masks if rctx is not None else []
+        # The kernels' context (workspace, packed weights) lives as long as
+        # autograd keeps this node's saved tensors: it rides on a one-byte
+        # saved tensor, so it is freed when torch frees the saved buffers
+        # (after backward unless retain_graph) and a next training step packs
+        # into the same memory while this graph's outputs still exist.
+        holder = _ContextHolder(rctx)
+        ctx.rnn = weakref.ref(holder)
         # The kernels' context refers to x's memory; saving x lets autograd
-        # refuse an in-place change before backward with its own error.
-        ctx.save_for_backward(x)
+        # refuse an in-place change before backward with its own error. The
+        # states and weights are saved (as torch.nn saves them) for a
+        # backward that must build a graph of the gradient.
+        ctx.save_for_backward(x, h0, c0, *weights, holder.tensor())
         # Unused outputs reach backward as None, which the kernels read as zeros.
         ctx.set_materialize_grads(False)
         outs = (torch.from_numpy(y), torch.from_numpy(h_n))
         return outs if c_n is None else outs + (torch.from_numpy(c_n),)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dy, dh_n, dc_n=None):
-        ctx.saved_tensors  # raises if x was modified in place since forward
-        dx, dhx, dcx, grads = layers.rnn_backward(ctx.rnn, _np(dy), _np(dh_n), _np(dc_n))
+        saved = ctx.saved_tensors[:-1]  # raises if an input was modified in place since forward
+        holder = ctx.rnn()
+        rctx = None if holder is None else holder.rnn
+        if torch.is_grad_enabled() or rctx is None:
+            # create_graph=True: the gradient must itself be differentiable
+            # (and, should the kernels' context be gone, torch's math stands in).
+            grads = _differentiable_backward(ctx, saved, (dy, dh_n, dc_n))
+            if not torch.is_grad_enabled():
+                grads = tuple(None if g is None else g.detach() for g in grads)
+            return (None,) + grads
+        dx, dhx, dcx, grads = layers.rnn_backward(rctx, _np(dy), _np(dh_n), _np(dc_n))
         # Weight gradients in the order of _flat_weights: w_ih, w_hh[, b_ih, b_hh] per layer and direction.
-        per_layer = 4 if ctx.bias else 2
+        per_layer = 4 if ctx.run.bias else 2
         dweights = [torch.from_numpy(g) for layer in grads for g in layer[:per_layer]]
-        dh0 = torch.from_numpy(dhx) if ctx.has_states[0] else None
-        dc0 = torch.from_numpy(dcx) if ctx.has_states[1] else None
+        dh0 = torch.from_numpy(dhx) if saved[1] is not None else None
+        dc0 = torch.from_numpy(dcx) if saved[2] is not None else None
         return (None, torch.from_numpy(dx), dh0, dc0, *dweights)
+
+
+def _differentiable_backward(ctx, saved, grad_outputs):
+    """Input gradients as torch operations: the forward recomputed in torch
+    from the saved inputs (same dropout masks), differentiated with create_graph."""
+    run, needs = ctx.run, ctx.needs_input_grad[1:]
+    masks = [None if m is None else torch.from_numpy(m) for m in ctx.masks]
+
+    def dropout(layer, rows):
+        mask = masks[layer] if layer < len(masks) else None
+        return rows if mask is None else rows * mask.reshape(rows.shape)
+
+    with torch.enable_grad():
+        inputs = list(saved)
+        x, h0, c0, *weights = inputs
+        outs = _torch_math.rnn(run.mode, x, run.batch_sizes, h0, c0, weights, num_layers=run.num_layers,
+                               bidirectional=run.bidirectional, hidden_size=run.hidden_size,
+                               linear_before_reset=run.linear_before_reset, dropout=dropout)
+        pairs = [(o, g) for o, g in zip(outs, grad_outputs) if o is not None and g is not None]
+        wanted = [k for k, t in enumerate(inputs) if t is not None and needs[k]]
+        result = [None] * len(inputs)
+        if pairs and wanted:
+            grads = torch.autograd.grad([o for o, _ in pairs], [inputs[k] for k in wanted],
+                                        [g for _, g in pairs], create_graph=True, allow_unused=True)
+            for k, g in zip(wanted, grads):
+                result[k] = torch.zeros_like(inputs[k]) if g is None else g
+    return tuple(result)
 
 
 class _RnnkitMixin:
@@ -138,60 +303,98 @@ class _RnnkitMixin:
 
     # ---- packed weights --------------------------------------------------------
 
-    def _packed_weights(self, weights, reuse: bool):
-        # Reused (if asked) while the same tensors, unchanged, for the same ISA and GRU form.
-        key = (_active_isa(), _optimizer_steps, getattr(self, "linear_before_reset", True),
-               tuple((w.data_ptr(), w._version, w.dtype) for w in weights))
-        cache = getattr(self, "_rnnkit_cache", None)
-        if reuse and cache is not None and cache[0] == key and all(r() is w for r, w in zip(cache[1], weights)):
-            return cache[2]
-        params = {name: _np(w) for name, w in zip(self._flat_weights_names, weights)}
+    def _packed_weights(self, weights):
+        # Packed again only when the bytes differ from the last packing's
+        # (or the ISA, form or dtypes changed): one memcmp per tensor.
+        lbr = getattr(self, "linear_before_reset", True)
+        key = (_active_isa(), lbr)
+        cache = self.__dict__.get("_rnnkit_cache")
+        if cache is not None and cache.key == key and cache.holds(weights):
+            return cache.packed
+        arrays = [_np(w) for w in weights]
+        params = dict(zip(self._flat_weights_names, arrays))
         # Changed weights go into the memory of the last packing (contexts
-        # still holding it keep their own copy).
+        # still holding it keep their own copy), and into the saved copy.
         packed = layers.pack_layer_weights(
             self.mode, params, num_layers=self.num_layers, bidirectional=self.bidirectional,
-            bias=self.bias, linear_before_reset=getattr(self, "linear_before_reset", True),
-            into=cache[2] if cache is not None else None)
-        self._rnnkit_cache = (key, [weakref.ref(w) for w in weights], packed)
+            bias=self.bias, linear_before_reset=lbr, into=cache.packed if cache is not None else None)
+        if cache is not None and cache.refill(arrays):
+            cache.key, cache.packed = key, packed
+        else:
+            self._rnnkit_cache = _Packed(key, packed, [a.copy() for a in arrays])
         return packed
 
     def flatten_parameters(self) -> None:
-        """torch's (a no-op on the CPU), and drops rnnkit's packed weights:
-        call it after changing weights in a way autograd cannot see."""
+        """torch's (a no-op on the CPU), and drops rnnkit's packed weights."""
         super().flatten_parameters()
         self._rnnkit_cache = None
+
+    # ---- pickling and copies -----------------------------------------------------
+
+    _RNNKIT_KEYS = ("_rnnkit_cache", "_rnnkit_warned")
 
     def __getstate__(self):
         # Packed weights are a cache of the parameters: not pickled, not deep-copied.
         state = super().__getstate__()
-        state["_rnnkit_cache"] = None
+        for k in self._RNNKIT_KEYS:
+            state.pop(k, None)
         return state
+
+    def __reduce_ex__(self, protocol):
+        # Pickled as the torch.nn module it stands for: a checkpoint then
+        # loads wherever torch.nn's loads (weights_only, no rnnkit). The
+        # reset-before-linear GRU has no such twin and pickles as itself; so
+        # do subclasses (torch's parametrized modules refuse pickling).
+        twin = _TORCH_TWIN.get(type(self))
+        if twin is None or not getattr(self, "linear_before_reset", True):
+            return super().__reduce_ex__(protocol)
+        state = self.__getstate__()
+        state.pop("linear_before_reset", None)
+        # Built on the meta device (nothing allocated, no RNG drawn), then given this state.
+        args = (self.input_size, self.hidden_size, self.num_layers, self.bias, self.batch_first, 0.0,
+                self.bidirectional, getattr(self, "proj_size", 0), "meta", None)
+        return twin, args, state
+
+    def __deepcopy__(self, memo):
+        # A copy stays an rnnkit module (pickling gives the torch.nn twin).
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        state = {k: v for k, v in self.__dict__.items() if k not in self._RNNKIT_KEYS}
+        new.__dict__.update(copy.deepcopy(state, memo))
+        return new
+
+    def __prepare_scriptable__(self):
+        # torch.jit.script compiles a module's forward: script the torch.nn
+        # twin, sharing the parameters.
+        if not getattr(self, "linear_before_reset", True):
+            raise NotImplementedError("rnnkit.torch.GRU(linear_before_reset=False) cannot be scripted: torch has "
+                                      "no such GRU; use torch.jit.trace or torch.onnx.export instead")
+        return _torch_twin(self)
 
     # ---- where a call runs -----------------------------------------------------
 
-    def _fallback_reason(self, input, hx) -> Optional[str]:
+    def _fallback_reason(self, data, states, weights) -> Optional[str]:
         if getattr(self, "proj_size", 0) > 0:
             return "proj_size > 0 (rnnkit has no projection kernels)"
-        data = input.data if isinstance(input, PackedSequence) else input
-        states = () if hx is None else (tuple(hx) if isinstance(hx, (tuple, list)) else (hx,))
-        for t in (data, *states, *self._flat_weights):
+        for t in (data, *states, *weights):
             if isinstance(t, torch.Tensor) and t.device.type != "cpu":
                 return f"tensors on device {t.device.type!r} (rnnkit runs on the CPU)"
-        dtype = self._flat_weights[0].dtype
+        dtype = weights[0].dtype
         if dtype not in _KERNEL_DTYPES:
             return f"weights of dtype {dtype} (rnnkit runs float32 and float64)"
         return None
 
-    def _torch_forward(self, reason: str, input, hx, warn: bool = True):
-        if not getattr(self, "linear_before_reset", True):
-            raise NotImplementedError(f"rnnkit.torch.GRU(linear_before_reset=False) cannot run {reason}: "
-                                      "torch has no such GRU to fall back to")
-        warned = self.__dict__.setdefault("_rnnkit_warned", set())
-        if warn and reason not in warned:
-            warned.add(reason)
-            warnings.warn(f"rnnkit.torch.{type(self).__name__}: {reason}; running torch's own "
-                          f"implementation instead", RuntimeWarning, stacklevel=3)
-        return super().forward(input, hx)
+    def _torch_forward(self, reason: str, input, hx, warn: bool = True, ops: bool = False):
+        if warn:
+            warned = self.__dict__.setdefault("_rnnkit_warned", set())
+            if reason not in warned:
+                warned.add(reason)
+                warnings.warn(f"rnnkit.torch.{type(self).__name__}: {reason}; running torch's own "
+                              f"implementation instead", RuntimeWarning, stacklevel=3)
+        if getattr(self, "linear_before_reset", True) and not ops:
+            return super().forward(input, hx)
+        # torch has no reset-before-linear GRU: the same math in torch operations.
+        return self._run(input, hx, kernels=False)
 
     # ---- argument handling, as torch's forward does it -------------------------------
 
@@ -229,14 +432,33 @@ class _RnnkitMixin:
                 raise RuntimeError(f"{name}: dtype {s.dtype} does not match the input's ({x.dtype})")
 
     def forward(self, input, hx=None):
-        reason = self._fallback_reason(input, hx)
+        data = input.data if isinstance(input, PackedSequence) else input
+        if not isinstance(data, torch.Tensor):
+            raise TypeError(f"{self.mode}: input must be a Tensor or a PackedSequence, got {type(input).__name__}")
+        states = () if hx is None else (tuple(hx) if isinstance(hx, (tuple, list)) else (hx,))
+        self._update_flat_weights()
+        weights = self._flat_weights
+        # Where torch must see the operations: torch.nn's forward, silently.
+        reason = _graph_context((data, *states, *weights))
+        if reason is None and torch.is_autocast_enabled("cpu"):
+            # torch.nn's RNNs take their products in the autocast dtype (the
+            # LSTM also returns it): only torch's path gives its results.
+            reason = "CPU autocast"
+        if reason is not None:
+            # torch.func transforms: torch operations, which vmap can batch
+            # (torch.nn's fused RNN ops have no batching rule).
+            ops = torch._C._functorch.peek_interpreter_stack() is not None
+            return self._torch_forward(reason, input, hx, warn=False, ops=ops)
+        reason = self._fallback_reason(data, states, weights)
         if reason is not None:
             return self._torch_forward(reason, input, hx)
-        data = input.data if isinstance(input, PackedSequence) else input
         if isinstance(data, torch.Tensor) and data.numel() == 0:
             return self._torch_forward("empty input", input, hx, warn=False)
-        self._update_flat_weights()
+        return self._run(input, hx, kernels=True)
 
+    def _run(self, input, hx, kernels: bool):
+        """torch's forward contract around either engine: rnnkit's kernels
+        (one autograd node) or the same math in torch operations."""
         # Time-major (T, B, I) or packed rows, and states (L*D, B, H) in the kernels' batch order.
         packed_input = isinstance(input, PackedSequence)
         if packed_input:
@@ -259,15 +481,24 @@ class _RnnkitMixin:
         if self.batch_first and not packed_input:
             x = x.transpose(0, 1)
 
-        # One autograd node over x, the states and every weight.
         weights = self._flat_weights
         h0 = states[0] if states else None
         c0 = states[1] if states and self.mode == "LSTM" else None
-        record = torch.is_grad_enabled() and any(
-            t is not None and t.requires_grad for t in (x, h0, c0, *weights))
-        bs = None if batch_sizes is None else batch_sizes.numpy()
-        run = _Run(self, self._packed_weights(weights, reuse=not record), bs, record)
-        y, *final = _RNNFunction.apply(run, x, h0, c0, *weights)
+        if kernels:
+            # One autograd node over x, the states and every weight.
+            record = torch.is_grad_enabled() and any(
+                t is not None and t.requires_grad for t in (x, h0, c0, *weights))
+            bs = None if batch_sizes is None else batch_sizes.numpy()
+            run = _Run(self, self._packed_weights(weights), bs, record)
+            y, *final = _RNNFunction.apply(run, x, h0, c0, *weights)
+        else:
+            p = float(self.dropout) if self.training and self.num_layers > 1 else 0.0
+            y, *final = _torch_math.rnn(
+                self.mode, x, None if batch_sizes is None else batch_sizes.tolist(), h0, c0, weights,
+                num_layers=self.num_layers, bidirectional=self.bidirectional, hidden_size=self.hidden_size,
+                linear_before_reset=getattr(self, "linear_before_reset", True),
+                dropout=lambda layer, rows: torch.nn.functional.dropout(rows, p, training=p > 0.0))
+            final = [s for s in final if s is not None]
 
         # Back to the caller's layout and batch order.
         if unsorted_indices is not None:
@@ -293,13 +524,30 @@ class GRU(_RnnkitMixin, nn.GRU):
     forward, plus ``linear_before_reset`` (keyword only, default True as in
     torch; False is the Cho et al. 2014 "reset before linear" GRU)."""
 
+    # Pickles of modules made before this attribute existed load as torch's form.
+    linear_before_reset = True
+
     def __init__(self, *args, linear_before_reset: bool = True, **kwargs):
+        lbr = _bool_arg(linear_before_reset, "linear_before_reset")
         super().__init__(*args, **kwargs)
-        self.linear_before_reset = bool(linear_before_reset)
+        self.linear_before_reset = lbr
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
         return s if self.linear_before_reset else s + ", linear_before_reset=False"
+
+
+_TORCH_TWIN = {LSTM: nn.LSTM, GRU: nn.GRU}
+
+
+def _torch_twin(module: nn.Module) -> nn.Module:
+    """The torch.nn module sharing ``module``'s parameters, hooks and state (no copy)."""
+    twin = _TORCH_TWIN[type(module)].__new__(_TORCH_TWIN[type(module)])
+    state = dict(module.__dict__)
+    for k in _RnnkitMixin._RNNKIT_KEYS + ("linear_before_reset",):
+        state.pop(k, None)
+    twin.__dict__.update(state)
+    return twin
 
 
 # ---- swapping torch's modules inside a model ------------------------------------------
@@ -338,6 +586,8 @@ def convert(model: nn.Module) -> nn.Module:
     ``proj_size > 0`` and modules already converted. Hooks registered on a
     swapped module are not carried over.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     return _convert(model, {})
 
 
