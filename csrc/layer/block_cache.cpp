@@ -9,9 +9,6 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
-#if defined(__unix__) || defined(__APPLE__)
-#include <pthread.h>
-#endif
 
 namespace rnnkit {
 
@@ -44,15 +41,6 @@ Cache& cache() {
     return *c;
 }
 
-// A fork() while another thread holds the cache's lock would leave it
-// locked forever in the child: the forking thread takes it first and both
-// sides release it after.
-#if defined(__unix__) || defined(__APPLE__)
-void lock_for_fork() { cache().mu.lock(); }
-void unlock_after_fork() { cache().mu.unlock(); }
-[[maybe_unused]] const bool g_fork_handlers_registered =
-    pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork) == 0;
-#endif
 
 // A block of several MiB (packed weights a step streams from L3, the
 // training workspaces) would take a TLB entry per 4 KiB page; with
@@ -145,6 +133,9 @@ std::size_t block_cache_clear() {
     }
     return freed;
 }
+
+void block_cache_fork_prepare() { cache().mu.lock(); }
+void block_cache_fork_done() { cache().mu.unlock(); }
 
 std::size_t block_cache_bytes() {
     Cache& c = cache();
