@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstddef>
 #include <initializer_list>
 #include <optional>
 #include <string>
@@ -19,6 +20,11 @@ struct Dim {
     const char* label;
 };
 constexpr py::ssize_t kAnySize = -1;
+
+// Largest dimension (and T * B, G * H) the int-indexed drivers accept; 2^30
+// leaves room for the blocking arithmetic (rounding up to tiles) in int.
+// take_array refuses larger dimensions before copying anything.
+constexpr py::ssize_t kMaxDim = py::ssize_t(1) << 30;
 
 [[noreturn]] void raise_type_error(const std::string& msg);
 [[noreturn]] void raise_value_error(const std::string& msg);
@@ -42,6 +48,13 @@ template <typename T>
 const T* data_or_null(const std::optional<py::array_t<T, py::array::c_style>>& a) {
     return a ? a->data() : nullptr;
 }
+
+// "(2, 3)" for messages.
+std::string shape_text(std::initializer_list<py::ssize_t> shape);
+
+// Elements of an array of this shape; ValueError when its bytes
+// (elem_bytes each) would not fit in size_t.
+std::size_t checked_elements(std::initializer_list<py::ssize_t> shape, std::size_t elem_bytes);
 
 // An uninitialised C-contiguous output array. Large ones take their memory
 // from the block cache and give it back when the array dies: a training

@@ -21,10 +21,6 @@ namespace {
 
 template <typename T> using Arr = py::array_t<T, py::array::c_style>;
 
-// Largest dimension (and T * B, G * H) the int-indexed drivers accept; 2^30
-// leaves room for the blocking arithmetic (rounding up to tiles) in int.
-constexpr py::ssize_t kMaxDim = py::ssize_t(1) << 30;
-
 const char* cell_name(CellKind c) { return c == CellKind::lstm ? "LSTM" : "GRU"; }
 const char* cell_prefix(CellKind c) { return c == CellKind::lstm ? "lstm" : "gru"; }
 
@@ -180,7 +176,8 @@ std::vector<int> take_batch_sizes(py::handle obj) {
     // Before the integer check: an empty list becomes a float64 array.
     if (arr.size() < 1) raise_value_error("batch_sizes: expected at least one time step (length T >= 1), got none");
     if (kind != 'i' && kind != 'u') raise_type_error(expected + got_dtype);
-    auto v = py::array_t<long long, py::array::c_style | py::array::forcecast>::ensure(arr);
+    // The constructor raises (MemoryError) where ensure() would return null.
+    py::array_t<long long, py::array::c_style | py::array::forcecast> v(arr);
     std::vector<int> sizes(std::size_t(v.size()));
     long long total = 0;
     for (py::ssize_t t = 0; t < v.size(); ++t) {
@@ -214,6 +211,13 @@ py::object forward_impl(const PackedHandle& wh, CellKind cell, bool single_step,
     const bool packed = !bs_obj.is_none();
     std::vector<int> batch_sizes;
     if (packed) batch_sizes = take_batch_sizes(bs_obj);
+    // Before take_array may copy it: a broadcast x with T * B too large
+    // for the drivers is refused, not copied into memory first.
+    if (!single_step && !packed && py::isinstance<py::array>(x_obj)) {
+        const auto xa = py::reinterpret_borrow<py::array>(x_obj);
+        if (xa.ndim() == 3 && xa.shape(0) * xa.shape(1) > kMaxDim)
+            raise_value_error("x: T * B above " + std::to_string(kMaxDim) + " rows is not supported; split the batch");
+    }
     Arr<T> x = single_step ? take_array<T>(x_obj, "x", {{kAnySize, "B"}, {I, "I"}})
                : packed    ? take_array<T>(x_obj, "x", {{kAnySize, "N"}, {I, "I"}})
                            : take_array<T>(x_obj, "x", {{kAnySize, "T"}, {kAnySize, "B"}, {I, "I"}});

@@ -15,6 +15,7 @@ namespace rnnkit {
 namespace bind {
 void register_rnn(py::module_& m);
 void register_testing(py::module_& m);
+int take_thread_count(py::handle obj);
 }  // namespace bind
 }  // namespace rnnkit
 
@@ -37,10 +38,8 @@ PYBIND11_MODULE(_core, m) {
         }
         set_active_isa(isa);   // std::runtime_error -> RuntimeError
     }, py::arg("name"));
-    m.def("set_num_threads", [](int n) {
-        if (n < 1) throw py::value_error("n: expected a thread count >= 1, got " + std::to_string(n));
-        set_num_threads(n);
-    }, py::arg("n"));
+    m.def("set_num_threads", [](py::handle obj) { set_num_threads(bind::take_thread_count(obj)); }, py::arg("n"));
+    m.def("single_threaded_after_fork", [] { return single_threaded_after_fork(); });
     m.def("get_num_threads", [] { return get_num_threads(); });
     m.def("workspace_cache_bytes", [] { return block_cache_bytes(); });
     m.def("clear_workspace_cache", [] { return block_cache_clear(); });

@@ -1,5 +1,6 @@
 #include "layer/block_cache.h"
 
+#include <array>
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -25,6 +26,9 @@ struct Block {
 };
 
 struct Cache {
+    // Room for one more than kept: block_release runs in destructors
+    // (noexcept) and must not allocate.
+    Cache() { blocks.reserve(kMaxBlocks + 1); }
     std::mutex mu;
     std::vector<Block> blocks;   // oldest first
     std::size_t bytes = 0;
@@ -36,6 +40,7 @@ Cache& cache() {
     static Cache* c = new Cache();
     return *c;
 }
+
 
 // A block of several MiB (packed weights a step streams from L3, the
 // training workspaces) would take a TLB entry per 4 KiB page; with
@@ -78,6 +83,8 @@ void* block_acquire(std::size_t bytes, std::size_t* got) {
         }
     }
     void* p = allocate(bytes);
+    // Kept blocks that did not fit may be what stands in the way.
+    if (!p && block_cache_clear() > 0) p = allocate(bytes);
     if (!p) throw std::bad_alloc();
     *got = bytes;
     return p;
@@ -87,21 +94,22 @@ void block_release(void* block, std::size_t bytes) {
     if (!block) return;
     if (bytes >= kCachedBlockMin && bytes <= kMaxBytes) {
         Cache& c = cache();
-        std::vector<void*> evicted;
+        // Fixed storage: at most every kept block plus this one is evicted.
+        std::array<void*, kMaxBlocks + 1> evicted;
+        std::size_t drop = 0;
         {
             std::lock_guard<std::mutex> lock(c.mu);
-            c.blocks.push_back({block, bytes});
+            c.blocks.push_back({block, bytes});   // within the reserved capacity
             c.bytes += bytes;
             // Oldest blocks go first when over either limit.
-            std::size_t drop = 0;
             while (drop < c.blocks.size() && (c.blocks.size() - drop > kMaxBlocks || c.bytes > kMaxBytes)) {
                 c.bytes -= c.blocks[drop].bytes;
-                evicted.push_back(c.blocks[drop].ptr);
+                evicted[drop] = c.blocks[drop].ptr;
                 ++drop;
             }
             c.blocks.erase(c.blocks.begin(), c.blocks.begin() + std::ptrdiff_t(drop));
         }
-        for (void* p : evicted) std::free(p);
+        for (std::size_t i = 0; i < drop; ++i) std::free(evicted[i]);
         return;
     }
     std::free(block);
@@ -109,19 +117,25 @@ void block_release(void* block, std::size_t bytes) {
 
 std::size_t block_cache_clear() {
     Cache& c = cache();
-    std::vector<Block> taken;
+    // Copied out, not swapped: the vector keeps its reserved capacity.
+    std::array<Block, kMaxBlocks + 1> taken;
+    std::size_t count = 0;
     {
         std::lock_guard<std::mutex> lock(c.mu);
-        taken.swap(c.blocks);
+        for (const Block& b : c.blocks) taken[count++] = b;
+        c.blocks.clear();
         c.bytes = 0;
     }
     std::size_t freed = 0;
-    for (const Block& b : taken) {
-        freed += b.bytes;
-        std::free(b.ptr);
+    for (std::size_t i = 0; i < count; ++i) {
+        freed += taken[i].bytes;
+        std::free(taken[i].ptr);
     }
     return freed;
 }
+
+void block_cache_fork_prepare() { cache().mu.lock(); }
+void block_cache_fork_done() { cache().mu.unlock(); }
 
 std::size_t block_cache_bytes() {
     Cache& c = cache();

@@ -22,6 +22,12 @@ void block_release(void* block, std::size_t bytes);
 // Frees every kept block; returns the bytes freed.
 std::size_t block_cache_clear();
 
+// Around fork(): the forking thread takes the cache's lock, so no other
+// thread holds it at the fork, and both sides release it after (called by
+// the fork handlers in packed_weights.cpp, which fix the lock order).
+void block_cache_fork_prepare();
+void block_cache_fork_done();
+
 // Bytes currently kept for reuse.
 std::size_t block_cache_bytes();
 

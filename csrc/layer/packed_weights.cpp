@@ -1,13 +1,42 @@
 #include "layer/packed_weights.h"
 
 #include <cstring>
+#include <mutex>
 #include <vector>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
+
+#include "layer/block_cache.h"
 #include "layer/threading.h"
 
 namespace rnnkit {
 
 namespace {
+
+// One lock for the lazy backward packs of every PackedRnn (taken once per
+// weight update, so never contended for long). A per-object lock held by
+// another thread at a fork() would stay locked forever in the child; this
+// one the forking thread takes first and both sides release after, with
+// the block cache's lock: in the order a packing thread takes them (the
+// pack allocates through the cache), so the fork cannot deadlock with it.
+std::mutex& backward_pack_mutex() {
+    static std::mutex* m = new std::mutex();   // never destroyed: see block_cache
+    return *m;
+}
+#if defined(__unix__) || defined(__APPLE__)
+void lock_for_fork() {
+    backward_pack_mutex().lock();
+    block_cache_fork_prepare();
+}
+void unlock_after_fork() {
+    block_cache_fork_done();
+    backward_pack_mutex().unlock();
+}
+[[maybe_unused]] const bool g_fork_handlers_registered =
+    pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork) == 0;
+#endif
 
 // PyTorch-order rows -> internal-order rows (dense, row-major).
 template <typename T>
@@ -119,13 +148,13 @@ void repack_rnn(PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, co
     fill_packs(p, w_ih, w_hh, b_ih, b_hh, nthreads);
     // The backward packs are derived from the forward ones: packed again,
     // into the same buffers, when a backward pass next asks for them.
-    std::lock_guard<std::mutex> lock(p.bwd_mutex_);
+    std::lock_guard<std::mutex> lock(backward_pack_mutex());
     p.bwd_packed_ = false;
 }
 
 template <typename T>
 void PackedRnn<T>::pack_backward(int nthreads) const {
-    std::lock_guard<std::mutex> lock(bwd_mutex_);
+    std::lock_guard<std::mutex> lock(backward_pack_mutex());
     if (bwd_packed_) return;
     // The forward packs hold W^T (internal gate order); the transpose of
     // W_hh^T is the (GH x H) B operand of the backward step product.

@@ -75,7 +75,8 @@ struct PackedRnn {
 private:
     template <typename U>
     friend void repack_rnn(PackedRnn<U>&, const U*, const U*, const U*, const U*, int);
-    mutable std::mutex bwd_mutex_;
+    // Guarded by one lock for all weights (backward_pack_mutex in the .cpp),
+    // which a fork() cannot leave held in the child.
     mutable bool bwd_packed_ = false;
     mutable PackedMatrix<T> whh_n_, whn_n_;
     void pack_backward(int nthreads) const;

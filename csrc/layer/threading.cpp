@@ -10,19 +10,31 @@
 #if defined(__linux__)
 #include <sched.h>
 #endif
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
 
 namespace rnnkit {
 
 namespace {
 // 0 = not set: follow OpenMP's default.
 std::atomic<int> g_num_threads{0};
+
+// Registered when the library is loaded: every fork() after that, from
+// any thread (os.fork, multiprocessing, a C library), marks the child.
+#if defined(__unix__) || defined(__APPLE__)
+void mark_forked_child() { g_forked_child.store(true, std::memory_order_relaxed); }
+[[maybe_unused]] const bool g_fork_handler_registered = pthread_atfork(nullptr, nullptr, mark_forked_child) == 0;
+#endif
 }  // namespace
 
 int get_num_threads() {
+    if (single_threaded_after_fork()) return 1;
     const int n = g_num_threads.load();
     if (n > 0) return n;
 #if defined(RNNKIT_HAVE_OPENMP)
-    return omp_get_max_threads();
+    // OMP_NUM_THREADS is the user's, not validated by anyone before here.
+    return std::max(1, std::min(omp_get_max_threads(), kMaxThreads));
 #else
     return 1;
 #endif

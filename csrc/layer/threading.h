@@ -1,16 +1,33 @@
 // Thread-count policy and a thin veneer over OpenMP, so drivers read the
 // same with or without it (without OpenMP every region runs on one thread).
 #pragma once
+#include <atomic>
+#include <exception>
+#include <mutex>
 #if defined(RNNKIT_HAVE_OPENMP)
 #include <omp.h>
 #endif
 
 namespace rnnkit {
 
+// Most threads a team may have. Far above any core count rnnkit is tuned
+// for, far below what makes thread creation fail (libgomp then ends the
+// process instead of reporting an error).
+constexpr int kMaxThreads = 1024;
+
 // Threads kernels may use: set_num_threads() if called, else OpenMP's
-// default (which honours OMP_NUM_THREADS), else 1.
+// default (which honours OMP_NUM_THREADS) clamped to [1, kMaxThreads],
+// else 1. Always 1 in a process forked from one that may have started
+// threads (see single_threaded_after_fork).
 int get_num_threads();
-void set_num_threads(int n);   // n >= 1; validated by the caller
+void set_num_threads(int n);   // 1 <= n <= kMaxThreads; validated by the caller
+
+// True in a child made by fork(): GNU libgomp's thread pool is not
+// fork-safe (the child inherits the parent's pool bookkeeping but none of
+// its threads, and its first parallel region waits for them forever), so
+// a forked child runs every region on its calling thread, as PyTorch does.
+inline std::atomic<bool> g_forked_child{false};
+inline bool single_threaded_after_fork() { return g_forked_child.load(std::memory_order_relaxed); }
 
 // The CPU the calling thread runs on, or -1 where that is not known.
 int current_cpu();
@@ -37,12 +54,33 @@ void leave_shared_cpu(int tid, const int* cpus);
 double core_round_trip_ns();
 constexpr double kRoundTripMaxAgeMs = 20.0;
 
+// The first exception thrown on any thread of a region, rethrown on the
+// calling thread once the region is over: an exception may not leave an
+// OpenMP region (that ends the process), and a failed allocation on a
+// worker must reach Python as MemoryError. Bodies that wait on each other
+// (barriers) must not throw after their first wait; they allocate first.
+class RegionError {
+public:
+    void capture() noexcept {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!first_) first_ = std::current_exception();
+    }
+    void rethrow() {
+        if (first_) std::rethrow_exception(first_);
+    }
+
+private:
+    std::mutex mu_;
+    std::exception_ptr first_;
+};
+
 // Runs body(tid, nthreads) on `nthreads` threads and waits for all of them.
 template <typename Body>
 void parallel_region(int nthreads, Body&& body) {
 #if defined(RNNKIT_HAVE_OPENMP)
-    if (nthreads > 1) {
+    if (nthreads > 1 && !single_threaded_after_fork()) {
         int cpus[kMaxSpreadThreads];
+        RegionError error;
 #pragma omp parallel num_threads(nthreads)
         {
             const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
@@ -51,8 +89,13 @@ void parallel_region(int nthreads, Body&& body) {
 #pragma omp barrier
                 leave_shared_cpu(tid, cpus);
             }
-            body(tid, nth);
+            try {
+                body(tid, nth);
+            } catch (...) {
+                error.capture();
+            }
         }
+        error.rethrow();
         return;
     }
 #endif

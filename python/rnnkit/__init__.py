@@ -72,7 +72,11 @@ def use_isa(name: str) -> Iterator[None]:
 
 def set_num_threads(n: int) -> None:
     """Threads the kernels use (default: OpenMP's, i.e. OMP_NUM_THREADS or
-    the core count). Results are bitwise identical for any count."""
+    the core count, at most 1024). Results are bitwise identical for any
+    count. ``n`` must be an int from 1 to 1024 (TypeError for other types,
+    ValueError outside that range). A process made by ``fork()`` runs
+    single-threaded whatever is asked (GNU OpenMP's threads do not survive
+    a fork); ``get_num_threads()`` then returns 1 and asking for more warns once."""
     _core.set_num_threads(n)
 
 
