@@ -89,12 +89,13 @@ def test_os_fork_after_threaded_call(tmp_path):
         if pid == 0:
             check("child")
             # The child reports what it does: one thread.
-            if rnnkit.get_num_threads() != 1:
+            if rnnkit.get_num_threads() != 1 or not rnnkit._core._testing.single_threaded_after_fork():
                 os._exit(5)
             os._exit(0)
         wait_child(pid, "child")
         # The parent keeps its threads.
         assert rnnkit.get_num_threads() == 2
+        assert not rnnkit._core._testing.single_threaded_after_fork()
         check("parent after fork")
         print("OK")
     """)

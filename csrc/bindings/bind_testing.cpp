@@ -15,6 +15,7 @@
 #include "layer/gemm_driver.h"
 #include "layer/layer_plan.h"
 #include "layer/threading.h"
+#include "layer/threading.h"
 
 namespace rnnkit {
 namespace bind {
@@ -202,6 +203,8 @@ void register_testing(py::module_& m) {
         py::gil_scoped_release release;
         return core_round_trip_ns();
     });
+    // Whether this process is a fork child that runs everything on one thread.
+    m.def("single_threaded_after_fork", [] { return single_threaded_after_fork(); });
     m.def("describe_plan", &describe_plan, py::arg("cell"), py::arg("input_size"), py::arg("hidden_size"),
           py::arg("steps"), py::arg("batch"), py::arg("batch_sizes") = py::none(), py::arg("reverse") = false,
           py::arg("training") = false, py::arg("dtype") = "float32", py::arg("isa") = py::none(),

@@ -39,7 +39,6 @@ PYBIND11_MODULE(_core, m) {
         set_active_isa(isa);   // std::runtime_error -> RuntimeError
     }, py::arg("name"));
     m.def("set_num_threads", [](py::handle obj) { set_num_threads(bind::take_thread_count(obj)); }, py::arg("n"));
-    m.def("single_threaded_after_fork", [] { return single_threaded_after_fork(); });
     m.def("get_num_threads", [] { return get_num_threads(); });
     m.def("workspace_cache_bytes", [] { return block_cache_bytes(); });
     m.def("clear_workspace_cache", [] { return block_cache_clear(); });

@@ -90,6 +90,8 @@ class _Testing(ModuleType):
     @staticmethod
     def core_round_trip_ns() -> float: ...
     @staticmethod
+    def single_threaded_after_fork() -> bool: ...
+    @staticmethod
     def describe_plan(cell: str, input_size: int, hidden_size: int, steps: int, batch: int,
                       batch_sizes: Optional[Sequence[int]] = None, reverse: bool = False, training: bool = False,
                       dtype: str = "float32", isa: Optional[str] = None, linear_before_reset: bool = True,
