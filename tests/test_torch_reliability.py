@@ -417,7 +417,8 @@ def test_onnx_export_reset_before_linear_gru(torch, rt, tmp_path):
 
 @pytest.mark.parametrize("lbr", [True, False])
 def test_onnx_dynamo_export(torch, rt, lbr):
-    pytest.importorskip("onnxscript")
+    # torch.onnx.export's default exporter (dynamo=True) needs onnxscript.
+    require_optional("onnxscript")
     ort = require_optional("onnxruntime")
     model = rt.convert(Model.build(torch))
     if not lbr:
