@@ -1,6 +1,9 @@
 #include "layer/packed_weights.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "layer/threading.h"
@@ -60,6 +63,22 @@ void rows_to_torch_order_in_place(const GateLayout& lay, int cols, T* m, int nth
 
 namespace {
 
+// PyTorch row of each internal gate row (column of the packed transposes).
+template <typename T>
+std::vector<int> torch_rows(const PackedRnn<T>& p) {
+    std::vector<int> torch_row(std::size_t(p.G) * p.H);
+    for (int g = 0; g < p.G; ++g)
+        for (int u = 0; u < p.H; ++u) torch_row[p.layout.internal_row(g, u)] = g * p.H + u;
+    return torch_row;
+}
+
+// A bias as given (PyTorch order), or nothing for one left out.
+template <typename T>
+void keep_bias(AlignedBuffer<T>& kept, const T* given, int n) {
+    kept.reset(given ? std::size_t(n) : 0);
+    if (given) std::memcpy(kept.data(), given, std::size_t(n) * sizeof(T));
+}
+
 // Fills the forward packs and biases of p (shape and form already set).
 // Buffers of the right size are released and taken back through the block
 // cache, so packing again into the same p needs no second copy of memory.
@@ -70,9 +89,7 @@ void fill_packs(PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, co
     // Pack the transposes straight from PyTorch's rows: internal column n
     // of W^T is PyTorch row torch_row[n], and a panel inside one gate's run
     // of a unit block reads consecutive rows.
-    std::vector<int> torch_row(GH);
-    for (int g = 0; g < p.G; ++g)
-        for (int u = 0; u < H; ++u) torch_row[p.layout.internal_row(g, u)] = g * H + u;
+    const std::vector<int> torch_row = torch_rows(p);
     pack_columns(*p.kern, I, GH, [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; }, p.wih_t, nthreads);
     // Reset before linear: the first 2H internal columns (r, z) only, and
     // W_hn^T on its own, its columns in unit order.
@@ -94,6 +111,71 @@ void fill_packs(PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, co
     rows_to_internal(p.layout, 1, bsum.data(), p.bias.data());
     p.bias_hn.reset(H);
     for (int u = 0; u < H; ++u) p.bias_hn.data()[u] = (hn_apart && b_hh) ? b_hh[2 * H + u] : T(0);
+    keep_bias(p.b_ih_given, b_ih, GH);
+    keep_bias(p.b_hh_given, b_hh, GH);
+}
+
+// Calls fn(k0, kc, j, nc, panel) for each panel of m: panel row p holds
+// values (k0 + p, j .. j + nc - 1), then zero padding up to m.nr. The
+// pack's own nr and kc, so a pack of any ISA is read right. Stops when fn
+// returns false; returns whether every panel was visited.
+template <typename T, typename Fn>
+bool walk_panels(const PackedMatrix<T>& m, Fn fn) {
+    for (int k0 = 0; k0 < m.K; k0 += m.kc) {
+        const int kc = std::min(m.kc, m.K - k0);
+        for (int j = 0; j < m.N; j += m.nr)
+            if (!fn(k0, kc, j, std::min(m.nr, m.N - j), m.panel(k0, j))) return false;
+    }
+    return true;
+}
+
+// Writes packed matrix m (K x N) back as rows: column n of m is the K
+// contiguous values at column(n).
+template <typename T, typename ColumnFn>
+void unpack_columns(const PackedMatrix<T>& m, ColumnFn column) {
+    walk_panels(m, [&](int k0, int kc, int j, int nc, const T* panel) {
+        for (int jj = 0; jj < nc; ++jj) {
+            T* dst = column(j + jj) + k0;
+            for (int q = 0; q < kc; ++q) dst[q] = panel[std::size_t(q) * m.nr + jj];
+        }
+        return true;
+    });
+}
+
+// Same bits: floats compared as the integers of their size, so -0.0 is
+// not +0.0 and NaNs are equal only with the same payload.
+template <typename T>
+using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+
+template <typename T>
+Bits<T> bits_of(T v) {
+    Bits<T> b;
+    std::memcpy(&b, &v, sizeof b);
+    return b;
+}
+
+// Whether packed matrix m (K x N) holds, bit for bit, the columns at
+// column(n); one panel at a time, differences OR-ed within it.
+template <typename T, typename ColumnFn>
+bool columns_match(const PackedMatrix<T>& m, ColumnFn column) {
+    return walk_panels(m, [&](int k0, int kc, int j, int nc, const T* panel) {
+        Bits<T> diff = 0;
+        for (int jj = 0; jj < nc; ++jj) {
+            const T* src = column(j + jj) + k0;
+            for (int q = 0; q < kc; ++q) diff |= bits_of(panel[std::size_t(q) * m.nr + jj]) ^ bits_of(src[q]);
+        }
+        return diff == 0;
+    });
+}
+
+// A kept bias (empty: left out, zeros) against a given one (nullptr: zeros).
+template <typename T>
+bool bias_matches(const AlignedBuffer<T>& kept, const T* given, int n) {
+    if (kept.size() && given) return std::memcmp(kept.data(), given, std::size_t(n) * sizeof(T)) == 0;
+    const T* only = kept.size() ? kept.data() : given;
+    for (int r = 0; only && r < n; ++r)
+        if (bits_of(only[r]) != 0) return false;
+    return true;
 }
 
 }  // namespace
@@ -121,6 +203,28 @@ void repack_rnn(PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, co
     // into the same buffers, when a backward pass next asks for them.
     std::lock_guard<std::mutex> lock(p.bwd_mutex_);
     p.bwd_packed_ = false;
+}
+
+template <typename T>
+void unpack_rnn(const PackedRnn<T>& p, T* w_ih, T* w_hh) {
+    const int H = p.H, I = p.I;
+    const std::vector<int> torch_row = torch_rows(p);
+    unpack_columns(p.wih_t, [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; });
+    // Reset before linear: whh_t holds the r, z columns; whn_t the n rows in unit order.
+    unpack_columns(p.whh_t, [&](int n) { return w_hh + std::size_t(torch_row[n]) * H; });
+    if (!p.linear_before_reset) unpack_columns(p.whn_t, [&](int n) { return w_hh + std::size_t(2 * H + n) * H; });
+}
+
+template <typename T>
+bool rnn_matches(const PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh) {
+    const int H = p.H, I = p.I, GH = p.G * H;
+    // The biases first: the cheapest to read.
+    if (!bias_matches(p.b_ih_given, b_ih, GH) || !bias_matches(p.b_hh_given, b_hh, GH)) return false;
+    const std::vector<int> torch_row = torch_rows(p);
+    if (!columns_match(p.wih_t, [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; })) return false;
+    if (!columns_match(p.whh_t, [&](int n) { return w_hh + std::size_t(torch_row[n]) * H; })) return false;
+    return p.linear_before_reset ||
+           columns_match(p.whn_t, [&](int n) { return w_hh + std::size_t(2 * H + n) * H; });
 }
 
 template <typename T>
@@ -154,6 +258,11 @@ template std::shared_ptr<PackedRnn<double>> pack_rnn<double>(CellKind, Isa, int,
                                                              const double*, const double*, const double*, int, bool);
 template void repack_rnn<float>(PackedRnn<float>&, const float*, const float*, const float*, const float*, int);
 template void repack_rnn<double>(PackedRnn<double>&, const double*, const double*, const double*, const double*, int);
+template void unpack_rnn<float>(const PackedRnn<float>&, float*, float*);
+template void unpack_rnn<double>(const PackedRnn<double>&, double*, double*);
+template bool rnn_matches<float>(const PackedRnn<float>&, const float*, const float*, const float*, const float*);
+template bool rnn_matches<double>(const PackedRnn<double>&, const double*, const double*, const double*,
+                                  const double*);
 template void rows_to_torch_order_in_place<float>(const GateLayout&, int, float*, int);
 template void rows_to_torch_order_in_place<double>(const GateLayout&, int, double*, int);
 
