@@ -154,16 +154,38 @@ Bits<T> bits_of(T v) {
     return b;
 }
 
-// Whether packed matrix m (K x N) holds, bit for bit, the columns at
-// column(n); one panel at a time, differences OR-ed within it.
+constexpr int kMatchRows = 64;
+
+// Whether packed matrix m (K x N), packed by kern, holds bit for bit the
+// columns at column(n). A panel whose columns lie at a constant stride (all
+// but those around a gate-block edge) is packed from the caller's arrays
+// as packing did, a few rows at a time into scratch that stays in L1, and
+// compared as bytes (the zero padding alike): as fast as the kernel's
+// packer, and no write to memory the size of the weights. Others are
+// compared value by value.
 template <typename T, typename ColumnFn>
-bool columns_match(const PackedMatrix<T>& m, ColumnFn column) {
+bool columns_match(const Kernels<T>& kern, const PackedMatrix<T>& m, ColumnFn column) {
+    // Rows of scratch: a few kilobytes, in L1 between packing and comparing.
+    const int chunk = std::min(kMatchRows, std::min(m.kc, m.K));
+    std::vector<T> scratch(std::size_t(chunk) * m.nr);
     return walk_panels(m, [&](int k0, int kc, int j, int nc, const T* panel) {
-        Bits<T> diff = 0;
-        for (int jj = 0; jj < nc; ++jj) {
-            const T* src = column(j + jj) + k0;
-            for (int q = 0; q < kc; ++q) diff |= bits_of(panel[std::size_t(q) * m.nr + jj]) ^ bits_of(src[q]);
+        const T* first = column(j);
+        const std::ptrdiff_t stride = nc > 1 ? column(j + 1) - first : 0;
+        bool strided = kern.gemm_nr == m.nr;
+        for (int jj = 2; jj < nc && strided; ++jj) strided = column(j + jj) == first + jj * stride;
+        if (strided) {
+            for (int q = 0; q < kc; q += chunk) {
+                const int rows = std::min(chunk, kc - q);
+                kern.pack_b_panel(rows, nc, first + k0 + q, 1, stride, scratch.data());
+                if (std::memcmp(scratch.data(), panel + std::size_t(q) * m.nr, std::size_t(rows) * m.nr * sizeof(T)))
+                    return false;
+            }
+            return true;
         }
+        Bits<T> diff = 0;
+        for (int q = 0; q < kc; ++q)
+            for (int jj = 0; jj < nc; ++jj)
+                diff |= bits_of(panel[std::size_t(q) * m.nr + jj]) ^ bits_of(column(j + jj)[k0 + q]);
         return diff == 0;
     });
 }
@@ -221,10 +243,11 @@ bool rnn_matches(const PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b
     // The biases first: the cheapest to read.
     if (!bias_matches(p.b_ih_given, b_ih, GH) || !bias_matches(p.b_hh_given, b_hh, GH)) return false;
     const std::vector<int> torch_row = torch_rows(p);
-    if (!columns_match(p.wih_t, [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; })) return false;
-    if (!columns_match(p.whh_t, [&](int n) { return w_hh + std::size_t(torch_row[n]) * H; })) return false;
+    const Kernels<T>& kern = *p.kern;
+    if (!columns_match(kern, p.wih_t, [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; })) return false;
+    if (!columns_match(kern, p.whh_t, [&](int n) { return w_hh + std::size_t(torch_row[n]) * H; })) return false;
     return p.linear_before_reset ||
-           columns_match(p.whn_t, [&](int n) { return w_hh + std::size_t(2 * H + n) * H; });
+           columns_match(kern, p.whn_t, [&](int n) { return w_hh + std::size_t(2 * H + n) * H; });
 }
 
 template <typename T>
