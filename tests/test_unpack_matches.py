@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import rnnkit
-from conftest import CELL_FORMS, GATES, linear_before_reset
+from conftest import CELL_FORMS, GATES, linear_before_reset, require_optional
 
 # (H, I): H around the unit block (32) and the panel widths (8, 16), I != H, I = 1.
 SHAPES = [(1, 1), (1, 5), (7, 3), (15, 15), (16, 1), (17, 17), (33, 40), (7, 1)]
@@ -294,3 +294,40 @@ def test_packing_costs_the_panels_and_no_copy_of_the_weights(how):
     assert out.returncode == 0, out.stderr
     ratio = float(out.stdout.split()[-1])
     assert 0.9 < ratio < 1.5, ratio
+
+
+# ---- rnnkit.torch: the staleness check is matches() -------------------------------
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_rbl"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_torch_module_repacks_after_any_bit_of_any_parameter_changed(kind, bias):
+    torch = require_optional("torch")
+    import rnnkit.torch as rt
+    if kind == "lstm":
+        m = rt.LSTM(5, 4, num_layers=2, bidirectional=True, bias=bias)
+    else:
+        m = rt.GRU(5, 4, num_layers=2, bidirectional=True, bias=bias, linear_before_reset=kind == "gru")
+    m = m.double()
+    x = torch.randn(3, 2, 5, dtype=torch.float64)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.view(-1)[1] = 0.0
+
+    def assert_packs_hold_the_parameters():
+        packs = m._rnnkit_cache.packed
+        assert len(packs) == 4
+        for layer in range(2):
+            for d, sfx in enumerate(("", "_reverse")):
+                names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+                want = [getattr(m, f"{n}_l{layer}{sfx}").detach().numpy() if bias or n[0] == "w" else None
+                        for n in names]
+                assert_same_bits(packs[layer * 2 + d].unpack(), want)
+
+    m(x)
+    assert_packs_hold_the_parameters()
+    for name, p in m.named_parameters():
+        # +0.0 -> -0.0 and back through .data: the same value, other bits, a change all the same.
+        for value in (-0.0, 0.0):
+            p.data.view(-1)[1] = value
+            m(x)
+            assert_packs_hold_the_parameters()
