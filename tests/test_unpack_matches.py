@@ -17,10 +17,6 @@ from conftest import CELL_FORMS, GATES, linear_before_reset, require_optional
 SHAPES = [(1, 1), (1, 5), (7, 3), (15, 15), (16, 1), (17, 17), (33, 40), (7, 1)]
 
 
-def base_cell(cell):
-    return "gru" if cell == "gru_rbl" else cell
-
-
 def make_weights(cell, H, I, dtype, seed=0, bias=True):
     rng = np.random.default_rng(seed)
     G = GATES[cell]
