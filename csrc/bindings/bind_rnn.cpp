@@ -124,7 +124,7 @@ void update(PackedHandle& h, py::handle w_ih, py::handle w_hh, py::handle b_ih, 
 template <typename T>
 py::tuple unpack_impl(std::shared_ptr<const PackedRnn<T>> w) {
     const py::ssize_t I = w->I, H = w->H, GH = py::ssize_t(w->G) * H;
-    Arr<T> w_ih({GH, I}), w_hh({GH, H});
+    Arr<T> w_ih = new_array<T>({GH, I}), w_hh = new_array<T>({GH, H});
     {
         // w is a reference of our own: an update() meanwhile packs afresh.
         py::gil_scoped_release release;

@@ -133,10 +133,16 @@ bool walk_panels(const PackedMatrix<T>& m, Fn fn) {
 // contiguous values at column(n).
 template <typename T, typename ColumnFn>
 void unpack_columns(const PackedMatrix<T>& m, ColumnFn column) {
+    // A few panel rows at a time: they stay in L1 while each column takes
+    // a few cache lines' worth of values.
+    constexpr int kRows = 32;
     walk_panels(m, [&](int k0, int kc, int j, int nc, const T* panel) {
-        for (int jj = 0; jj < nc; ++jj) {
-            T* dst = column(j + jj) + k0;
-            for (int q = 0; q < kc; ++q) dst[q] = panel[std::size_t(q) * m.nr + jj];
+        for (int q0 = 0; q0 < kc; q0 += kRows) {
+            const int q1 = std::min(kc, q0 + kRows);
+            for (int jj = 0; jj < nc; ++jj) {
+                T* dst = column(j + jj) + k0;
+                for (int q = q0; q < q1; ++q) dst[q] = panel[std::size_t(q) * m.nr + jj];
+            }
         }
         return true;
     });
