@@ -174,7 +174,7 @@ bool matches_impl(std::shared_ptr<const PackedRnn<T>> w, py::handle w_ih_obj, py
     auto b_ih = take_optional<T>(b_ih_obj, "bias_ih", {{GH, "G*H"}});
     auto b_hh = take_optional<T>(b_hh_obj, "bias_hh", {{GH, "G*H"}});
     py::gil_scoped_release release;
-    return rnn_matches<T>(*w, w_ih.data(), w_hh.data(), data_or_null(b_ih), data_or_null(b_hh));
+    return rnn_matches<T>(*w, w_ih.data(), w_hh.data(), data_or_null(b_ih), data_or_null(b_hh), get_num_threads());
 }
 
 bool matches(const PackedHandle& h, py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh) {

@@ -1,6 +1,7 @@
 #include "layer/packed_weights.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -117,16 +118,13 @@ void fill_packs(PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, co
 
 // Calls fn(k0, kc, j, nc, panel) for each panel of m: panel row p holds
 // values (k0 + p, j .. j + nc - 1), then zero padding up to m.nr. The
-// pack's own nr and kc, so a pack of any ISA is read right. Stops when fn
-// returns false; returns whether every panel was visited.
+// pack's own nr and kc, so a pack of any ISA is read right.
 template <typename T, typename Fn>
-bool walk_panels(const PackedMatrix<T>& m, Fn fn) {
+void walk_panels(const PackedMatrix<T>& m, Fn fn) {
     for (int k0 = 0; k0 < m.K; k0 += m.kc) {
         const int kc = std::min(m.kc, m.K - k0);
-        for (int j = 0; j < m.N; j += m.nr)
-            if (!fn(k0, kc, j, std::min(m.nr, m.N - j), m.panel(k0, j))) return false;
+        for (int j = 0; j < m.N; j += m.nr) fn(k0, kc, j, std::min(m.nr, m.N - j), m.panel(k0, j));
     }
-    return true;
 }
 
 // Writes packed matrix m (K x N) back as rows: column n of m is the K
@@ -144,7 +142,6 @@ void unpack_columns(const PackedMatrix<T>& m, ColumnFn column) {
                 for (int q = q0; q < q1; ++q) dst[q] = panel[std::size_t(q) * m.nr + jj];
             }
         }
-        return true;
     });
 }
 
@@ -162,38 +159,60 @@ Bits<T> bits_of(T v) {
 
 constexpr int kMatchRows = 64;
 
-// Whether packed matrix m (K x N), packed by kern, holds bit for bit the
-// columns at column(n). A panel whose columns lie at a constant stride (all
-// but those around a gate-block edge) is packed from the caller's arrays
-// as packing did, a few rows at a time into scratch that stays in L1, and
+// Whether one panel of m, packed by kern, holds bit for bit the columns at
+// column(n). A panel whose columns lie at a constant stride (all but those
+// around a gate-block edge) is packed from the caller's arrays as packing
+// did, kMatchRows rows at a time into scratch that stays in L1, and
 // compared as bytes (the zero padding alike): as fast as the kernel's
-// packer, and no write to memory the size of the weights. Others are
-// compared value by value.
+// packer, and nothing written to memory the size of the weights. Others
+// are compared value by value.
 template <typename T, typename ColumnFn>
-bool columns_match(const Kernels<T>& kern, const PackedMatrix<T>& m, ColumnFn column) {
-    // Rows of scratch: a few kilobytes, in L1 between packing and comparing.
-    const int chunk = std::min(kMatchRows, std::min(m.kc, m.K));
-    std::vector<T> scratch(std::size_t(chunk) * m.nr);
-    return walk_panels(m, [&](int k0, int kc, int j, int nc, const T* panel) {
-        const T* first = column(j);
-        const std::ptrdiff_t stride = nc > 1 ? column(j + 1) - first : 0;
-        bool strided = kern.gemm_nr == m.nr;
-        for (int jj = 2; jj < nc && strided; ++jj) strided = column(j + jj) == first + jj * stride;
-        if (strided) {
-            for (int q = 0; q < kc; q += chunk) {
-                const int rows = std::min(chunk, kc - q);
-                kern.pack_b_panel(rows, nc, first + k0 + q, 1, stride, scratch.data());
-                if (std::memcmp(scratch.data(), panel + std::size_t(q) * m.nr, std::size_t(rows) * m.nr * sizeof(T)))
-                    return false;
-            }
-            return true;
+bool panel_matches(const Kernels<T>& kern, const PackedMatrix<T>& m, ColumnFn& column, int k0, int kc, int j,
+                   int nc, T* scratch, int chunk) {
+    const T* panel = m.panel(k0, j);
+    const T* first = column(j);
+    const std::ptrdiff_t stride = nc > 1 ? column(j + 1) - first : 0;
+    bool strided = kern.gemm_nr == m.nr;
+    for (int jj = 2; jj < nc && strided; ++jj) strided = column(j + jj) == first + jj * stride;
+    if (strided) {
+        for (int q = 0; q < kc; q += chunk) {
+            const int rows = std::min(chunk, kc - q);
+            kern.pack_b_panel(rows, nc, first + k0 + q, 1, stride, scratch);
+            if (std::memcmp(scratch, panel + std::size_t(q) * m.nr, std::size_t(rows) * m.nr * sizeof(T))) return false;
         }
-        Bits<T> diff = 0;
-        for (int q = 0; q < kc; ++q)
-            for (int jj = 0; jj < nc; ++jj)
-                diff |= bits_of(panel[std::size_t(q) * m.nr + jj]) ^ bits_of(column(j + jj)[k0 + q]);
-        return diff == 0;
+        return true;
+    }
+    Bits<T> diff = 0;
+    for (int q = 0; q < kc; ++q)
+        for (int jj = 0; jj < nc; ++jj)
+            diff |= bits_of(panel[std::size_t(q) * m.nr + jj]) ^ bits_of(column(j + jj)[k0 + q]);
+    return diff == 0;
+}
+
+// Whether packed matrix m (K x N) holds the columns at column(n). Panels
+// are shared out over threads as packing shares them; every thread stops
+// once any has found a difference.
+template <typename T, typename ColumnFn>
+bool columns_match(const Kernels<T>& kern, const PackedMatrix<T>& m, ColumnFn column, int nthreads) {
+    const int panels = (m.N + m.nr - 1) / m.nr, kblocks = (m.K + m.kc - 1) / m.kc;
+    const int chunk = std::min(kMatchRows, std::min(m.kc, m.K));
+    const bool big = std::size_t(m.K) * m.N > (std::size_t(1) << 16);
+    const int team = big ? std::max(1, nthreads) : 1;
+    // Allocated here: nothing may throw inside the parallel region.
+    std::vector<T> scratch(std::size_t(team) * chunk * m.nr);
+    std::atomic<bool> same{true};
+    parallel_region(team, [&](int tid, int nth) {
+        int lo, hi;
+        split_range(kblocks * panels, tid, nth, lo, hi);
+        T* mine = scratch.data() + std::size_t(tid) * chunk * m.nr;
+        for (int item = lo; item < hi && same.load(std::memory_order_relaxed); ++item) {
+            const int k0 = (item / panels) * m.kc, j = (item % panels) * m.nr;
+            if (!panel_matches(kern, m, column, k0, std::min(m.kc, m.K - k0), j, std::min(m.nr, m.N - j), mine,
+                               chunk))
+                same.store(false, std::memory_order_relaxed);
+        }
     });
+    return same.load();
 }
 
 // A kept bias (empty: left out, zeros) against a given one (nullptr: zeros).
@@ -244,16 +263,18 @@ void unpack_rnn(const PackedRnn<T>& p, T* w_ih, T* w_hh) {
 }
 
 template <typename T>
-bool rnn_matches(const PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh) {
+bool rnn_matches(const PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh, int nthreads) {
     const int H = p.H, I = p.I, GH = p.G * H;
     // The biases first: the cheapest to read.
     if (!bias_matches(p.b_ih_given, b_ih, GH) || !bias_matches(p.b_hh_given, b_hh, GH)) return false;
     const std::vector<int> torch_row = torch_rows(p);
     const Kernels<T>& kern = *p.kern;
-    if (!columns_match(kern, p.wih_t, [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; })) return false;
-    if (!columns_match(kern, p.whh_t, [&](int n) { return w_hh + std::size_t(torch_row[n]) * H; })) return false;
+    if (!columns_match(kern, p.wih_t, [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; }, nthreads))
+        return false;
+    if (!columns_match(kern, p.whh_t, [&](int n) { return w_hh + std::size_t(torch_row[n]) * H; }, nthreads))
+        return false;
     return p.linear_before_reset ||
-           columns_match(kern, p.whn_t, [&](int n) { return w_hh + std::size_t(2 * H + n) * H; });
+           columns_match(kern, p.whn_t, [&](int n) { return w_hh + std::size_t(2 * H + n) * H; }, nthreads);
 }
 
 template <typename T>
@@ -289,9 +310,10 @@ template void repack_rnn<float>(PackedRnn<float>&, const float*, const float*, c
 template void repack_rnn<double>(PackedRnn<double>&, const double*, const double*, const double*, const double*, int);
 template void unpack_rnn<float>(const PackedRnn<float>&, float*, float*);
 template void unpack_rnn<double>(const PackedRnn<double>&, double*, double*);
-template bool rnn_matches<float>(const PackedRnn<float>&, const float*, const float*, const float*, const float*);
+template bool rnn_matches<float>(const PackedRnn<float>&, const float*, const float*, const float*, const float*,
+                                 int);
 template bool rnn_matches<double>(const PackedRnn<double>&, const double*, const double*, const double*,
-                                  const double*);
+                                  const double*, int);
 template void rows_to_torch_order_in_place<float>(const GateLayout&, int, float*, int);
 template void rows_to_torch_order_in_place<double>(const GateLayout&, int, double*, int);
 

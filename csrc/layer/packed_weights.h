@@ -110,7 +110,8 @@ void unpack_rnn(const PackedRnn<T>& p, T* w_ih, T* w_hh);
 // -0.0 differs from +0.0 and one NaN payload from another. Stops at the
 // first difference. A staleness check without a copy of the weights.
 template <typename T>
-bool rnn_matches(const PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh);
+bool rnn_matches(const PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh,
+                 int nthreads = 1);
 
 // Rows of an internal-layout (G*H x cols) matrix put back in PyTorch order, in place.
 template <typename T>
