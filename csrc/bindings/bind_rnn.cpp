@@ -32,14 +32,6 @@ CellKind parse_cell(const std::string& s) {
 
 // ---- packing ---------------------------------------------------------------
 
-// PackedHandle::source: copies, since the caller may change its arrays later.
-template <typename T>
-py::tuple weight_copies(const Arr<T>& w_ih, const Arr<T>& w_hh, const std::optional<Arr<T>>& b_ih,
-                        const std::optional<Arr<T>>& b_hh) {
-    auto copy = [](const std::optional<Arr<T>>& a) -> py::object { return a ? a->attr("copy")() : py::none(); };
-    return py::make_tuple(w_ih.attr("copy")(), w_hh.attr("copy")(), copy(b_ih), copy(b_hh));
-}
-
 template <typename T>
 PackedHandle pack_impl(CellKind cell, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj,
                        py::handle b_hh_obj, bool linear_before_reset) {
@@ -59,7 +51,7 @@ PackedHandle pack_impl(CellKind cell, py::handle w_ih_obj, py::handle w_hh_obj, 
     auto b_ih = take_optional<T>(b_ih_obj, "bias_ih", {{rows, "G*H"}});
     auto b_hh = take_optional<T>(b_hh_obj, "bias_hh", {{rows, "G*H"}});
 
-    PackedHandle h{cell, std::is_same<T, double>::value, nullptr, nullptr, weight_copies(w_ih, w_hh, b_ih, b_hh)};
+    PackedHandle h{cell, std::is_same<T, double>::value, nullptr, nullptr};
     std::shared_ptr<PackedRnn<T>> packed;
     {
         py::gil_scoped_release release;
@@ -87,28 +79,6 @@ PackedHandle pack(const std::string& cell_s, py::handle w_ih, py::handle w_hh, p
                      : pack_impl<float>(cell, w_ih, w_hh, b_ih, b_hh, linear_before_reset);
 }
 
-// PackedHandle::source after update(): written in place when only this
-// handle holds the copies (no training context, no caller), so that an
-// optimizer loop allocates nothing; fresh copies otherwise.
-template <typename T>
-void refresh_source(py::object& source, const Arr<T>& w_ih, const Arr<T>& w_hh, const std::optional<Arr<T>>& b_ih,
-                    const std::optional<Arr<T>>& b_hh) {
-    const py::object given[4] = {w_ih, w_hh, b_ih ? py::object(*b_ih) : py::none(),
-                                 b_hh ? py::object(*b_hh) : py::none()};
-    bool in_place = source && source.ref_count() == 1;
-    py::tuple old = in_place ? source.cast<py::tuple>() : py::tuple();
-    for (int k = 0; in_place && k < 4; ++k)
-        // A tuple item is held by the tuple (1) and by `old`'s borrow here (none): 1 means private.
-        in_place = old[k].is_none() == given[k].is_none() && (old[k].is_none() || old[k].ref_count() <= 2);
-    if (!in_place) {
-        source = weight_copies(w_ih, w_hh, b_ih, b_hh);
-        return;
-    }
-    py::object copyto = py::module_::import("numpy").attr("copyto");
-    for (int k = 0; k < 4; ++k)
-        if (!given[k].is_none()) copyto(old[k], given[k]);
-}
-
 // New weights of the same shape into existing packed weights. In place
 // when nothing else holds them (the usual optimizer loop: forward,
 // backward, update); a training context or a call still running keeps the
@@ -123,7 +93,6 @@ void update_impl(PackedHandle& h, py::handle w_ih_obj, py::handle w_hh_obj, py::
     Arr<T> w_hh = take_array<T>(w_hh_obj, "weight_hh", {{GH, "G*H"}, {H, "H"}});
     auto b_ih = take_optional<T>(b_ih_obj, "bias_ih", {{GH, "G*H"}});
     auto b_hh = take_optional<T>(b_hh_obj, "bias_hh", {{GH, "G*H"}});
-    refresh_source(h.source, w_ih, w_hh, b_ih, b_hh);
     if (w.use_count() > 1 || w->isa != active_isa()) {
         std::shared_ptr<PackedRnn<T>> fresh;
         {
@@ -142,6 +111,71 @@ void update_impl(PackedHandle& h, py::handle w_ih_obj, py::handle w_hh_obj, py::
 void update(PackedHandle& h, py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh) {
     if (h.is_double) update_impl<double>(h, w_ih, w_hh, b_ih, b_hh);
     else update_impl<float>(h, w_ih, w_hh, b_ih, b_hh);
+}
+
+// ---- unpacking and comparing ------------------------------------------------------
+
+// The weights in PyTorch layout, read back from the panels (exact):
+// (weight_ih, weight_hh, bias_ih or None, bias_hh or None).
+template <typename T>
+py::tuple unpack_impl(std::shared_ptr<const PackedRnn<T>> w) {
+    const py::ssize_t I = w->I, H = w->H, GH = py::ssize_t(w->G) * H;
+    Arr<T> w_ih = new_array<T>({GH, I}), w_hh = new_array<T>({GH, H});
+    {
+        // w is a reference of our own: an update() meanwhile packs afresh.
+        py::gil_scoped_release release;
+        unpack_rnn<T>(*w, w_ih.mutable_data(), w_hh.mutable_data());
+    }
+    auto bias = [GH](const AlignedBuffer<T>& b) -> py::object {
+        if (!b.size()) return py::none();
+        Arr<T> a({GH});
+        std::memcpy(a.mutable_data(), b.data(), std::size_t(GH) * sizeof(T));
+        return std::move(a);
+    };
+    return py::make_tuple(w_ih, w_hh, bias(w->b_ih_given), bias(w->b_hh_given));
+}
+
+py::tuple unpack(const PackedHandle& h) {
+    return h.is_double ? unpack_impl<double>(h.f64) : unpack_impl<float>(h.f32);
+}
+
+// An argument of matches(): an ndarray (else TypeError, as pack) that may
+// still not be of the pack's dtype and shape, which is no match.
+template <typename T>
+bool same_kind(py::handle obj, const char* name, std::initializer_list<py::ssize_t> shape) {
+    if (!py::isinstance<py::array>(obj))
+        raise_type_error(std::string(name) + ": expected a numpy.ndarray, got " +
+                         std::string(py::str(py::type::of(obj).attr("__name__"))));
+    const py::array a = py::reinterpret_borrow<py::array>(obj);
+    if (!py::isinstance<py::array_t<T>>(a) || a.ndim() != py::ssize_t(shape.size())) return false;
+    py::ssize_t i = 0;
+    for (py::ssize_t d : shape)
+        if (a.shape(i++) != d) return false;
+    return true;
+}
+
+template <typename T>
+bool matches_impl(std::shared_ptr<const PackedRnn<T>> w, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj,
+                  py::handle b_hh_obj) {
+    const py::ssize_t I = w->I, H = w->H, GH = py::ssize_t(w->G) * H;
+    // Every argument is checked for its type before any mismatch answers.
+    bool fits = same_kind<T>(w_ih_obj, "weight_ih", {GH, I});
+    fits = same_kind<T>(w_hh_obj, "weight_hh", {GH, H}) && fits;
+    if (!b_ih_obj.is_none()) fits = same_kind<T>(b_ih_obj, "bias_ih", {GH}) && fits;
+    if (!b_hh_obj.is_none()) fits = same_kind<T>(b_hh_obj, "bias_hh", {GH}) && fits;
+    if (!fits) return false;
+    // Strided or misaligned arrays are compared through take_array's copy.
+    Arr<T> w_ih = take_array<T>(w_ih_obj, "weight_ih", {{GH, "G*H"}, {I, "I"}});
+    Arr<T> w_hh = take_array<T>(w_hh_obj, "weight_hh", {{GH, "G*H"}, {H, "H"}});
+    auto b_ih = take_optional<T>(b_ih_obj, "bias_ih", {{GH, "G*H"}});
+    auto b_hh = take_optional<T>(b_hh_obj, "bias_hh", {{GH, "G*H"}});
+    py::gil_scoped_release release;
+    return rnn_matches<T>(*w, w_ih.data(), w_hh.data(), data_or_null(b_ih), data_or_null(b_hh), get_num_threads());
+}
+
+bool matches(const PackedHandle& h, py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh) {
+    return h.is_double ? matches_impl<double>(h.f64, w_ih, w_hh, b_ih, b_hh)
+                       : matches_impl<float>(h.f32, w_ih, w_hh, b_ih, b_hh);
 }
 
 // ---- forward -----------------------------------------------------------------
@@ -204,7 +238,6 @@ py::object forward_impl(const PackedHandle& wh, CellKind cell, bool single_step,
     // A copy: while this call runs, an update() of the same weights from
     // another thread packs afresh instead of writing into them.
     const std::shared_ptr<PackedRnn<T>> w = wh.get<T>();
-    const py::object w_source = wh.source;
     const bool lstm = cell == CellKind::lstm;
     const py::ssize_t I = w->I, H = w->H;
     // Packed sequences: x (N, I) with the rows of step t after those of t-1.
@@ -279,7 +312,6 @@ py::object forward_impl(const PackedHandle& wh, CellKind cell, bool single_step,
         ch.x = x;
         ch.x_callers = x_callers;
         ch.x_fingerprint = x_fingerprint;
-        ch.weights_source = w_source;
         if constexpr (std::is_same<T, double>::value) ch.f64 = ctx; else ch.f32 = ctx;
         out.append(py::cast(std::move(ch)));
     }
@@ -361,15 +393,15 @@ py::tuple backward(CellKind cell, bool single_step, const char* fn, py::handle c
 }
 
 // ---- pickling and copies ---------------------------------------------------------
-// State = the weights in PyTorch layout (PackedHandle::source), never the
-// panels: a pickle made under one ISA loads under any other, and copy /
+// State = the weights in PyTorch layout, unpacked from the panels (exact),
+// never the panels themselves: a pickle made under one ISA loads under any other, and copy /
 // deepcopy (which go through the same state) pack afresh, so a copy shares
 // no memory with its original. Each state starts with a format version.
 
 constexpr int kPickleVersion = 1;
 
 py::tuple packed_state(const PackedHandle& h) {
-    return py::make_tuple(kPickleVersion, cell_prefix(h.cell), h.linear_before_reset(), h.source);
+    return py::make_tuple(kPickleVersion, cell_prefix(h.cell), h.linear_before_reset(), unpack(h));
 }
 
 // Unpickled states go through pack(), so a damaged one fails with its checks.
@@ -401,8 +433,10 @@ template <typename T>
 py::tuple context_state_impl(ContextHandle& ch) {
     const TrainingContext<T>& c = *ch.get<T>();
     const PackedRnn<T>& w = *c.weights;
+    // The weights this context was made with: it keeps their pack, which a
+    // later update() of the PackedWeights never writes into (it packs afresh).
     const py::tuple weights = py::make_tuple(kPickleVersion, cell_prefix(w.cell), w.linear_before_reset,
-                                             ch.weights_source);
+                                             unpack_impl<T>(c.weights));
     return py::make_tuple(kPickleVersion, weights, ch.single_step, ch.packed, c.steps, c.batch, c.reverse,
                           c.rows.sizes, ch.x, buffer_bytes(c.gates), buffer_bytes(c.h), buffer_bytes(c.c),
                           buffer_bytes(c.rh));
@@ -441,7 +475,6 @@ ContextHandle context_from_state_impl(const py::tuple& st, const PackedHandle& w
     ContextHandle ch{w.cell, std::is_same<T, double>::value, single_step, nullptr, nullptr};
     ch.packed = packed;
     ch.x = x;   // the unpickled copy: private, nobody else writes to it
-    ch.weights_source = wh.source;
     if constexpr (std::is_same<T, double>::value) ch.f64 = c; else ch.f32 = c;
     return ch;
 }
@@ -471,6 +504,16 @@ void register_rnn(py::module_& m) {
              "Pack new weights of the same shapes, dtype and form into these packed weights, reusing\n"
              "their memory (an optimizer step). Biases left out are zeros, as in pack_lstm / pack_gru.\n"
              "Training contexts made before keep the weights they were made with.")
+        .def("matches", &matches, py::arg("weight_ih"), py::arg("weight_hh"), py::arg("bias_ih") = py::none(),
+             py::arg("bias_hh") = py::none(),
+             "Whether these packed weights were packed from exactly these arrays, bit for bit (-0.0 is\n"
+             "not +0.0, NaN payloads count): a staleness check that keeps no copy of the weights. Biases\n"
+             "left out are zeros, as in pack_lstm / pack_gru. Arrays of another dtype or shape are no\n"
+             "match (False); anything but a numpy.ndarray is a TypeError.")
+        .def("unpack", &unpack,
+             "The weights in PyTorch layout, read back from the packed panels (exactly those packed):\n"
+             "(weight_ih (G*H, I), weight_hh (G*H, H), bias_ih or None, bias_hh or None), new arrays.\n"
+             "A bias left out when packing comes back as None.")
         .def("__repr__", [](const PackedHandle& h) {
             return std::string("<rnnkit.PackedWeights ") + cell_prefix(h.cell) + " " + (h.is_double ? "float64" : "float32") +
                    " input_size=" + std::to_string(h.input_size()) + " hidden_size=" + std::to_string(h.hidden_size()) +

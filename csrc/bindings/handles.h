@@ -16,12 +16,6 @@ struct PackedHandle {
     bool is_double;
     std::shared_ptr<PackedRnn<float>> f32;
     std::shared_ptr<PackedRnn<double>> f64;
-    // Private copies of the weights in PyTorch layout, (weight_ih, weight_hh,
-    // bias_ih or None, bias_hh or None): the packed panels are ISA-specific
-    // and keep only the sum of the LSTM's biases, so pickling stores these
-    // and unpickling packs them for the ISA active then. Replaced, never
-    // written to, by update(): a context made before keeps its own tuple.
-    pybind11::object source;
 
     template <typename T> const std::shared_ptr<PackedRnn<T>>& get() const;
     template <typename T> std::shared_ptr<PackedRnn<T>>& get() {
@@ -49,8 +43,6 @@ struct ContextHandle {
     pybind11::object x;
     bool x_callers = false;
     std::uint64_t x_fingerprint = 0;
-    // PackedHandle::source of the weights the context was made with (pickling).
-    pybind11::object weights_source;
 
     template <typename T> std::shared_ptr<TrainingContext<T>>& get();
 };

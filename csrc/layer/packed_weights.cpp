@@ -1,7 +1,11 @@
 #include "layer/packed_weights.h"
 
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <cstring>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 #if defined(__unix__) || defined(__APPLE__)
@@ -89,6 +93,22 @@ void rows_to_torch_order_in_place(const GateLayout& lay, int cols, T* m, int nth
 
 namespace {
 
+// PyTorch row of each internal gate row (column of the packed transposes).
+template <typename T>
+std::vector<int> torch_rows(const PackedRnn<T>& p) {
+    std::vector<int> torch_row(std::size_t(p.G) * p.H);
+    for (int g = 0; g < p.G; ++g)
+        for (int u = 0; u < p.H; ++u) torch_row[p.layout.internal_row(g, u)] = g * p.H + u;
+    return torch_row;
+}
+
+// A bias as given (PyTorch order), or nothing for one left out.
+template <typename T>
+void keep_bias(AlignedBuffer<T>& kept, const T* given, int n) {
+    kept.reset(given ? std::size_t(n) : 0);
+    if (given) std::memcpy(kept.data(), given, std::size_t(n) * sizeof(T));
+}
+
 // Fills the forward packs and biases of p (shape and form already set).
 // Buffers of the right size are released and taken back through the block
 // cache, so packing again into the same p needs no second copy of memory.
@@ -99,9 +119,7 @@ void fill_packs(PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, co
     // Pack the transposes straight from PyTorch's rows: internal column n
     // of W^T is PyTorch row torch_row[n], and a panel inside one gate's run
     // of a unit block reads consecutive rows.
-    std::vector<int> torch_row(GH);
-    for (int g = 0; g < p.G; ++g)
-        for (int u = 0; u < H; ++u) torch_row[p.layout.internal_row(g, u)] = g * H + u;
+    const std::vector<int> torch_row = torch_rows(p);
     pack_columns(*p.kern, I, GH, [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; }, p.wih_t, nthreads);
     // Reset before linear: the first 2H internal columns (r, z) only, and
     // W_hn^T on its own, its columns in unit order.
@@ -123,6 +141,117 @@ void fill_packs(PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, co
     rows_to_internal(p.layout, 1, bsum.data(), p.bias.data());
     p.bias_hn.reset(H);
     for (int u = 0; u < H; ++u) p.bias_hn.data()[u] = (hn_apart && b_hh) ? b_hh[2 * H + u] : T(0);
+    keep_bias(p.b_ih_given, b_ih, GH);
+    keep_bias(p.b_hh_given, b_hh, GH);
+}
+
+// Calls fn(k0, kc, j, nc, panel) for each panel of m: panel row p holds
+// values (k0 + p, j .. j + nc - 1), then zero padding up to m.nr. The
+// pack's own nr and kc, so a pack of any ISA is read right.
+template <typename T, typename Fn>
+void walk_panels(const PackedMatrix<T>& m, Fn fn) {
+    for (int k0 = 0; k0 < m.K; k0 += m.kc) {
+        const int kc = std::min(m.kc, m.K - k0);
+        for (int j = 0; j < m.N; j += m.nr) fn(k0, kc, j, std::min(m.nr, m.N - j), m.panel(k0, j));
+    }
+}
+
+// Writes packed matrix m (K x N) back as rows: column n of m is the K
+// contiguous values at column(n).
+template <typename T, typename ColumnFn>
+void unpack_columns(const PackedMatrix<T>& m, ColumnFn column) {
+    // A few panel rows at a time: they stay in L1 while each column takes
+    // a few cache lines' worth of values.
+    constexpr int kRows = 32;
+    walk_panels(m, [&](int k0, int kc, int j, int nc, const T* panel) {
+        for (int q0 = 0; q0 < kc; q0 += kRows) {
+            const int q1 = std::min(kc, q0 + kRows);
+            for (int jj = 0; jj < nc; ++jj) {
+                T* dst = column(j + jj) + k0;
+                for (int q = q0; q < q1; ++q) dst[q] = panel[std::size_t(q) * m.nr + jj];
+            }
+        }
+    });
+}
+
+// Same bits: floats compared as the integers of their size, so -0.0 is
+// not +0.0 and NaNs are equal only with the same payload.
+template <typename T>
+using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+
+template <typename T>
+Bits<T> bits_of(T v) {
+    Bits<T> b;
+    std::memcpy(&b, &v, sizeof b);
+    return b;
+}
+
+constexpr int kMatchRows = 64;
+
+// Whether one panel of m, packed by kern, holds bit for bit the columns at
+// column(n). A panel whose columns lie at a constant stride (all but those
+// around a gate-block edge) is packed from the caller's arrays as packing
+// did, kMatchRows rows at a time into scratch that stays in L1, and
+// compared as bytes (the zero padding alike): as fast as the kernel's
+// packer, and nothing written to memory the size of the weights. Others
+// are compared value by value.
+template <typename T, typename ColumnFn>
+bool panel_matches(const Kernels<T>& kern, const PackedMatrix<T>& m, ColumnFn& column, int k0, int kc, int j,
+                   int nc, T* scratch, int chunk) {
+    const T* panel = m.panel(k0, j);
+    const T* first = column(j);
+    const std::ptrdiff_t stride = nc > 1 ? column(j + 1) - first : 0;
+    bool strided = kern.gemm_nr == m.nr;
+    for (int jj = 2; jj < nc && strided; ++jj) strided = column(j + jj) == first + jj * stride;
+    if (strided) {
+        for (int q = 0; q < kc; q += chunk) {
+            const int rows = std::min(chunk, kc - q);
+            kern.pack_b_panel(rows, nc, first + k0 + q, 1, stride, scratch);
+            if (std::memcmp(scratch, panel + std::size_t(q) * m.nr, std::size_t(rows) * m.nr * sizeof(T))) return false;
+        }
+        return true;
+    }
+    Bits<T> diff = 0;
+    for (int q = 0; q < kc; ++q)
+        for (int jj = 0; jj < nc; ++jj)
+            diff |= bits_of(panel[std::size_t(q) * m.nr + jj]) ^ bits_of(column(j + jj)[k0 + q]);
+    return diff == 0;
+}
+
+// Whether packed matrix m (K x N) holds the columns at column(n). Panels
+// are shared out over threads as packing shares them; every thread stops
+// once any has found a difference.
+template <typename T, typename ColumnFn>
+bool columns_match(const Kernels<T>& kern, const PackedMatrix<T>& m, ColumnFn column, int nthreads) {
+    const int panels = (m.N + m.nr - 1) / m.nr, kblocks = (m.K + m.kc - 1) / m.kc;
+    const int chunk = std::min(kMatchRows, std::min(m.kc, m.K));
+    const bool big = std::size_t(m.K) * m.N > (std::size_t(1) << 16);
+    const int team = big ? std::max(1, nthreads) : 1;
+    // Allocated here: nothing may throw inside the parallel region.
+    std::vector<T> scratch(std::size_t(team) * chunk * m.nr);
+    std::atomic<bool> same{true};
+    parallel_region(team, [&](int tid, int nth) {
+        int lo, hi;
+        split_range(kblocks * panels, tid, nth, lo, hi);
+        T* mine = scratch.data() + std::size_t(tid) * chunk * m.nr;
+        for (int item = lo; item < hi && same.load(std::memory_order_relaxed); ++item) {
+            const int k0 = (item / panels) * m.kc, j = (item % panels) * m.nr;
+            if (!panel_matches(kern, m, column, k0, std::min(m.kc, m.K - k0), j, std::min(m.nr, m.N - j), mine,
+                               chunk))
+                same.store(false, std::memory_order_relaxed);
+        }
+    });
+    return same.load();
+}
+
+// A kept bias (empty: left out, zeros) against a given one (nullptr: zeros).
+template <typename T>
+bool bias_matches(const AlignedBuffer<T>& kept, const T* given, int n) {
+    if (kept.size() && given) return std::memcmp(kept.data(), given, std::size_t(n) * sizeof(T)) == 0;
+    const T* only = kept.size() ? kept.data() : given;
+    for (int r = 0; only && r < n; ++r)
+        if (bits_of(only[r]) != 0) return false;
+    return true;
 }
 
 }  // namespace
@@ -150,6 +279,31 @@ void repack_rnn(PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, co
     // into the same buffers, when a backward pass next asks for them.
     std::lock_guard<std::mutex> lock(backward_pack_mutex());
     p.bwd_packed_ = false;
+}
+
+template <typename T>
+void unpack_rnn(const PackedRnn<T>& p, T* w_ih, T* w_hh) {
+    const int H = p.H, I = p.I;
+    const std::vector<int> torch_row = torch_rows(p);
+    unpack_columns(p.wih_t, [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; });
+    // Reset before linear: whh_t holds the r, z columns; whn_t the n rows in unit order.
+    unpack_columns(p.whh_t, [&](int n) { return w_hh + std::size_t(torch_row[n]) * H; });
+    if (!p.linear_before_reset) unpack_columns(p.whn_t, [&](int n) { return w_hh + std::size_t(2 * H + n) * H; });
+}
+
+template <typename T>
+bool rnn_matches(const PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh, int nthreads) {
+    const int H = p.H, I = p.I, GH = p.G * H;
+    // The biases first: the cheapest to read.
+    if (!bias_matches(p.b_ih_given, b_ih, GH) || !bias_matches(p.b_hh_given, b_hh, GH)) return false;
+    const std::vector<int> torch_row = torch_rows(p);
+    const Kernels<T>& kern = *p.kern;
+    if (!columns_match(kern, p.wih_t, [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; }, nthreads))
+        return false;
+    if (!columns_match(kern, p.whh_t, [&](int n) { return w_hh + std::size_t(torch_row[n]) * H; }, nthreads))
+        return false;
+    return p.linear_before_reset ||
+           columns_match(kern, p.whn_t, [&](int n) { return w_hh + std::size_t(2 * H + n) * H; }, nthreads);
 }
 
 template <typename T>
@@ -183,6 +337,12 @@ template std::shared_ptr<PackedRnn<double>> pack_rnn<double>(CellKind, Isa, int,
                                                              const double*, const double*, const double*, int, bool);
 template void repack_rnn<float>(PackedRnn<float>&, const float*, const float*, const float*, const float*, int);
 template void repack_rnn<double>(PackedRnn<double>&, const double*, const double*, const double*, const double*, int);
+template void unpack_rnn<float>(const PackedRnn<float>&, float*, float*);
+template void unpack_rnn<double>(const PackedRnn<double>&, double*, double*);
+template bool rnn_matches<float>(const PackedRnn<float>&, const float*, const float*, const float*, const float*,
+                                 int);
+template bool rnn_matches<double>(const PackedRnn<double>&, const double*, const double*, const double*,
+                                  const double*, int);
 template void rows_to_torch_order_in_place<float>(const GateLayout&, int, float*, int);
 template void rows_to_torch_order_in_place<double>(const GateLayout&, int, double*, int);
 

@@ -64,6 +64,10 @@ struct PackedRnn {
     // GRU linear before reset: r, z: b_ih + b_hh; n: b_in.
     AlignedBuffer<T> bias;
     AlignedBuffer<T> bias_hn;   // GRU linear before reset only: b_hn, applied inside r * (...)
+    // The biases as given, PyTorch order (G*H each), empty where left out:
+    // the folded ones above lose b_ih and b_hh apart, which unpacking and
+    // matching need back exactly. Small next to the weights.
+    AlignedBuffer<T> b_ih_given, b_hh_given;
 
     // B operand of the backward step product, W_hh (GH x H), packed on first
     // use: inference never pays for it. (dx's W_ih is transposed from wih_t
@@ -94,6 +98,21 @@ std::shared_ptr<PackedRnn<T>> pack_rnn(CellKind cell, Isa isa, int I, int H, con
 // using p meanwhile.
 template <typename T>
 void repack_rnn(PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh, int nthreads);
+
+// The exact inverse of packing: p's weights in PyTorch layout, C-contiguous,
+// w_ih (G*H, I) and w_hh (G*H, H). Packing only copies and permutes values
+// (padding aside), so these hold the very bits that were packed, whatever
+// the ISA (its panel width and k block are read from p's own packs).
+template <typename T>
+void unpack_rnn(const PackedRnn<T>& p, T* w_ih, T* w_hh);
+
+// Whether p was packed from exactly these weights (PyTorch layout,
+// C-contiguous; biases nullptr for zeros, as in pack_rnn), bit for bit:
+// -0.0 differs from +0.0 and one NaN payload from another. Stops at the
+// first difference. A staleness check without a copy of the weights.
+template <typename T>
+bool rnn_matches(const PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh,
+                 int nthreads = 1);
 
 // Rows of an internal-layout (G*H x cols) matrix put back in PyTorch order, in place.
 template <typename T>

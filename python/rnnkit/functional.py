@@ -39,6 +39,10 @@ def pack_lstm(weight_ih: np.ndarray, weight_hh: np.ndarray, bias_ih: Optional[np
     for zeros; float32 or float64, all the same dtype. After the weights
     change (an optimizer step), ``weights.update(weight_ih, weight_hh,
     bias_ih, bias_hh)`` packs the new ones into the same memory.
+    No copy of the weights is kept: ``weights.unpack()`` reads them back
+    from the packed layout exactly, and ``weights.matches(weight_ih,
+    weight_hh, bias_ih, bias_hh)`` tells, bit for bit, whether arrays are
+    still what was packed.
     """
     return _core.pack("lstm", weight_ih, weight_hh, bias_ih, bias_hh)
 

@@ -15,10 +15,10 @@ What runs where
   the kernels without a copy (``Tensor.numpy()`` shares memory);
   batch-first input is copied to time-major once. The kernels read weights
   packed into their own layout, packed again only when the weights changed:
-  every call compares the parameters' bytes with a copy kept from the last
-  packing (a memcmp, cheaper than a packing), so writes through ``.data``,
-  NumPy views, fused optimizers or ``load_state_dict`` are seen like any
-  other change.
+  every call compares the parameters' bytes with the packed weights
+  themselves (``PackedWeights.matches``: no copy of the weights is kept, and
+  it is cheaper than a packing), so writes through ``.data``, NumPy views,
+  fused optimizers or ``load_state_dict`` are seen like any other change.
 * torch.nn's own forward, silently, wherever torch must see the operations
   or the call is not plain eager: ``torch.jit.trace`` / ``torch.onnx.export``,
   ``torch.compile`` / ``torch.export``, forward-mode AD, fake tensors and
@@ -60,11 +60,9 @@ for these. Importing :mod:`rnnkit` does not import torch; this module does.
 from __future__ import annotations
 
 import copy
-import ctypes
-import ctypes.util
 import warnings
 import weakref
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -131,57 +129,27 @@ except ImportError:  # pragma: no cover - a future torch that moved them: assume
         return True
 
 
-# ---- bytes comparison for the staleness check -----------------------------------------
-
-def _load_memcmp():
-    name = ctypes.util.find_library("c") or ctypes.util.find_library("msvcrt")
-    try:
-        fn = ctypes.CDLL(name).memcmp
-    except (OSError, AttributeError, TypeError):
-        return None
-    fn.restype = ctypes.c_int
-    fn.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
-    return fn
-
-
-_memcmp = _load_memcmp()
-
+# ---- staleness check -------------------------------------------------------------------
 
 class _Packed:
-    """Packed weights plus a copy of the bytes they were packed from.
+    """A module's packed weights (``layer * D + direction``, as
+    :func:`rnnkit.layers.pack_layer_weights` makes them) and, for each, the
+    positions of its parameters in the module's flat weights."""
 
-    The copy is NumPy memory, outside autograd and inference mode (an
-    inference-mode first call must not leave inference tensors to update).
-    """
-
-    def __init__(self, key, packed, saved: List[np.ndarray]):
-        self.key, self.packed, self.saved = key, packed, saved
-        # What the check reads every call, looked up once.
-        self.meta = [(_TORCH_DTYPE.get(s.dtype), s.shape, s.ctypes.data, s.nbytes) for s in saved]
+    def __init__(self, key, packed, names, num_layers: int, dirs: int, bias: bool):
+        self.key, self.packed, self.count = key, packed, len(names)
+        position = {name: i for i, name in enumerate(names)}
+        kinds = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if bias else ("weight_ih", "weight_hh")
+        self.positions = [tuple(position[k + f"_l{layer}{layers._suffix(d)}"] for k in kinds)
+                          for layer in range(num_layers) for d in range(dirs)]
 
     def holds(self, weights) -> bool:
-        """Whether ``weights`` are, byte for byte, what these were packed from."""
-        if len(weights) != len(self.meta):
+        """Whether ``weights`` are, bit for bit, what these were packed from:
+        the packs read against the parameters (one call per layer and
+        direction; another dtype or shape is no match)."""
+        if len(weights) != self.count:
             return False
-        for w, s, (dtype, shape, ptr, n) in zip(weights, self.saved, self.meta):
-            if w.dtype != dtype or tuple(w.shape) != shape:
-                return False
-            if _memcmp is None or not w.is_contiguous():
-                # NumPy compares the raw bytes (no C library, or a strided weight).
-                if not np.array_equal(_np(w).view(np.uint8), s.view(np.uint8)):
-                    return False
-            elif n and _memcmp(w.data_ptr(), ptr, n):
-                return False
-        return True
-
-    def refill(self, arrays) -> bool:
-        """Copy new weights into the saved memory if their shapes match; False if not."""
-        if len(arrays) != len(self.saved) or any(
-                a.dtype != s.dtype or a.shape != s.shape for a, s in zip(arrays, self.saved)):
-            return False
-        for a, s in zip(arrays, self.saved):
-            np.copyto(s, a)
-        return True
+        return all(p.matches(*[_np(weights[i]) for i in pos]) for p, pos in zip(self.packed, self.positions))
 
 
 class _ContextHolder(bytearray):
@@ -305,7 +273,7 @@ class _RnnkitMixin:
 
     def _packed_weights(self, weights):
         # Packed again only when the bytes differ from the last packing's
-        # (or the ISA, form or dtypes changed): one memcmp per tensor.
+        # (or the ISA, form or dtypes changed): PackedWeights.matches per pack.
         lbr = getattr(self, "linear_before_reset", True)
         key = (_active_isa(), lbr)
         cache = self.__dict__.get("_rnnkit_cache")
@@ -314,14 +282,12 @@ class _RnnkitMixin:
         arrays = [_np(w) for w in weights]
         params = dict(zip(self._flat_weights_names, arrays))
         # Changed weights go into the memory of the last packing (contexts
-        # still holding it keep their own copy), and into the saved copy.
+        # still holding it keep their own).
         packed = layers.pack_layer_weights(
             self.mode, params, num_layers=self.num_layers, bidirectional=self.bidirectional,
             bias=self.bias, linear_before_reset=lbr, into=cache.packed if cache is not None else None)
-        if cache is not None and cache.refill(arrays):
-            cache.key, cache.packed = key, packed
-        else:
-            self._rnnkit_cache = _Packed(key, packed, [a.copy() for a in arrays])
+        self._rnnkit_cache = _Packed(key, packed, self._flat_weights_names, self.num_layers,
+                                     2 if self.bidirectional else 1, self.bias)
         return packed
 
     def flatten_parameters(self) -> None:
