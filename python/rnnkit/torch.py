@@ -70,6 +70,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from . import _torch_math
+from ._common import as_bool, as_numpy
 from . import isa as _active_isa
 from . import layers
 
@@ -82,18 +83,7 @@ _PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
 
 def _np(t: Optional[torch.Tensor]) -> Optional[np.ndarray]:
     # Shares memory with a contiguous CPU tensor; copies only a strided one.
-    return None if t is None else t.detach().contiguous().numpy()
-
-
-def _bool_arg(value, name: str) -> bool:
-    """A bool argument; the integers 0 and 1 count too (ONNX attribute values)."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name}: expected a bool (or 0 / 1), got {value!r}")
-    raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+    return None if t is None else as_numpy(t.detach().contiguous())
 
 
 # ---- calls where torch must see the operations ---------------------------------------
@@ -494,7 +484,7 @@ class GRU(_RnnkitMixin, nn.GRU):
     linear_before_reset = True
 
     def __init__(self, *args, linear_before_reset: bool = True, **kwargs):
-        lbr = _bool_arg(linear_before_reset, "linear_before_reset")
+        lbr = as_bool(linear_before_reset, "linear_before_reset", zero_one=True)
         super().__init__(*args, **kwargs)
         self.linear_before_reset = lbr
 
