@@ -83,9 +83,9 @@ else
   SKIP+=" and not test_packed_matches_reference_per_sequence and not test_gemm_matches_float64_and_rows_alone"
   SKIP+=" and not test_projection_in_several_chunks and not test_layer_projection_chunks_and_tall_batch"
   SKIP+=" and not test_layer_large and not (test_lengths and test_results_do_not_depend_on_thread_count)"
-  TESTS=(tests/test_rnn_vs_reference.py tests/test_lengths.py tests/test_threads_and_layout.py
-         tests/test_gemm.py tests/test_activations.py tests/test_errors.py tests/test_update.py
-         tests/test_thread_count.py
+  TESTS=(tests/kernels/test_rnn_vs_reference.py tests/layers/test_lengths.py tests/layers/test_threads_and_layout.py
+         tests/kernels/test_gemm.py tests/kernels/test_activations.py tests/package/test_errors.py tests/layers/test_update.py
+         tests/package/test_thread_count.py
          -k "$SKIP")
 fi
 start=$(date +%s)

@@ -115,7 +115,7 @@ void keep_bias(AlignedBuffer<T>& kept, const T* given, int n) {
 template <typename T>
 void fill_packs(PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, const T* b_hh, int nthreads) {
     const int H = p.H, I = p.I, GH = p.G * H;
-    const bool rbl = !p.linear_before_reset;
+    const bool lbr = p.linear_before_reset;
     // Pack the transposes straight from PyTorch's rows: internal column n
     // of W^T is PyTorch row torch_row[n], and a panel inside one gate's run
     // of a unit block reads consecutive rows.
@@ -123,15 +123,15 @@ void fill_packs(PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, co
     pack_columns(*p.kern, I, GH, [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; }, p.wih_t, nthreads);
     // Reset before linear: the first 2H internal columns (r, z) only, and
     // W_hn^T on its own, its columns in unit order.
-    const int whh_cols = rbl ? 2 * H : GH;
+    const int whh_cols = lbr ? GH : 2 * H;
     pack_columns(*p.kern, H, whh_cols, [&](int n) { return w_hh + std::size_t(torch_row[n]) * H; }, p.whh_t,
                  nthreads);
-    if (rbl)
+    if (!lbr)
         pack_columns(*p.kern, H, H, [&](int n) { return w_hh + std::size_t(2 * H + n) * H; }, p.whn_t, nthreads);
 
     // Fold the biases that simply add into one vector; a GRU linear before
     // reset keeps b_hn apart because the reset gate multiplies it.
-    const bool hn_apart = p.cell == CellKind::gru && !rbl;
+    const bool hn_apart = p.cell == CellKind::gru && lbr;
     std::vector<T> bsum(GH, T(0));
     for (int r = 0; r < GH; ++r) {
         const bool n_gate_apart = hn_apart && r >= 2 * H;

@@ -186,7 +186,7 @@ def gru_cell_forward(x, h, w_ih, w_hh, b_ih, b_hh, linear_before_reset=True):
     z = sigmoid(gi_z + gh_z)
 
     # The forms differ only in where r enters the candidate n:
-    # after the hidden linear map (lbr) or on h before it (rbl).
+    # after the hidden linear map (linear_before_reset) or on h before it (not linear_before_reset).
     if linear_before_reset:
         h_for_n = h
         gh_n = h @ w_hh[2 * H:].T + b_hh[2 * H:]
@@ -239,7 +239,7 @@ def gru_cell_backward(dh1, cache):
     db_ih = dgi.sum(axis=0)
 
     # Hidden side: r, z blocks multiply h; the n block multiplies h_for_n
-    # (h in lbr, r * h in rbl, whose h-path was added above).
+    # (h with linear_before_reset, r * h without, whose h-path was added above).
     dh += dgh_rz @ w_hh[:2 * H]
     if cache["linear_before_reset"]:
         dh += dgh_n @ w_hh[2 * H:]

@@ -3,8 +3,8 @@ of the input, the initial states and every parameter.
 
 The reference is torch's module in float64 loaded with the same weights (a
 float32 case's weights and inputs are rounded to float32 first, so both sides
-see the same values). float64 results must match to conftest's float64 bound;
-float32 results to conftest's float32 rule (eps * log2(accumulation length *
+see the same values). float64 results must match to the helpers' float64 bound;
+float32 results to the helpers' float32 rule (eps * log2(accumulation length *
 steps)), where the steps an error can travel are T per layer, T * num_layers
 in all.
 """
@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import assert_close
+from helpers import assert_close
 
 T, B, I, H = 5, 4, 3, 4
 # Unsorted, with a length-1 sequence and a full-length one.
@@ -93,7 +93,7 @@ def forward_backward(torch, module, x, states, *, packed=False, batch_first=Fals
 
 
 def acc_len(name, mode, num_layers, dirs):
-    """conftest's accumulation length of an output or gradient of a stacked layer."""
+    """the helpers' accumulation length of an output or gradient of a stacked layer."""
     if name in ("y", "h_n", "c_n"):
         return max(I, dirs * H if num_layers > 1 else 0) + H
     if name in ("dx", "dh0", "dc0"):
@@ -133,7 +133,7 @@ def test_parity_grid(torch, rt, mode, num_layers, bidirectional, batch_first, le
 @pytest.mark.parametrize("lengths", ["dense", "packed"])
 @pytest.mark.parametrize("dtype_name", ["float32", "float64"])
 def test_every_isa(torch, rt, isa, mode, lengths, dtype_name):
-    # The grid above runs the best ISA; here every ISA this CPU has (conftest's
+    # The grid above runs the best ISA; here every ISA this CPU has (the helpers'
     # `isa` fixture), and the module packs its weights for the active one.
     dtype = getattr(torch, dtype_name)
     ours, ref = build(torch, rt, mode, dtype, num_layers=2, bidirectional=True)

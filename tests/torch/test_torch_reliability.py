@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import require_optional
+from helpers import require_optional
 
 T, B, I, H = 5, 3, 4, 6
 MODES = ["LSTM", "GRU"]
@@ -156,7 +156,7 @@ def test_kernel_context_freed_with_the_saved_tensors(torch, rt):
 
 @pytest.mark.parametrize("cfg", [("LSTM", True, True), ("GRU", True, True), ("GRU", False, True),
                                  ("LSTM", False, False), ("GRU", False, False)],
-                         ids=["lstm-packed", "gru-packed", "gru-rbl-packed", "lstm", "gru-rbl"])
+                         ids=["lstm-packed", "gru-packed", "gru-no-lbr-packed", "lstm", "gru-no-lbr"])
 def test_gradgradcheck(torch, rt, cfg):
     mode, packed, lbr_or_packed = cfg[0], cfg[2], cfg[1]
     kw = dict(num_layers=2, bidirectional=True, dtype=torch.float64)

@@ -12,7 +12,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
 import rnnkit  # noqa: E402
-from conftest import (CELL_FORMS, assert_all_close, make_case, pack,  # noqa: E402
+from helpers import (CELL_FORMS, assert_all_close, make_case, pack,  # noqa: E402
                       reference_forward_backward, rnnkit_forward_backward)
 
 # Optional arguments that may be left out (None = zeros).

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_suite_runs_and_peers_agree(tmp_path):

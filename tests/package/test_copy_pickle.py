@@ -16,7 +16,7 @@ import pytest
 
 import rnnkit
 from rnnkit import _core
-from conftest import (CELL_FORMS, accumulation_length, assert_close, make_case, pack,
+from helpers import (CELL_FORMS, accumulation_length, assert_close, make_case, pack,
                       reference_forward_backward)
 
 T, B, I, H = 5, 3, 7, 6
@@ -26,7 +26,7 @@ COPIES = {"copy": copy.copy, "deepcopy": copy.deepcopy,
 
 
 def base_cell(cell):
-    return "gru" if cell == "gru_rbl" else cell
+    return "gru" if cell == "gru_no_lbr" else cell
 
 
 def forward(cell, case, w, **kw):

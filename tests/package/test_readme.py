@@ -3,9 +3,9 @@
 import pathlib
 import re
 
-from conftest import require_optional
+from helpers import require_optional
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+README = pathlib.Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_readme_python_blocks_run():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import rnnkit
-from conftest import (CELL_FORMS, GATES, assert_all_close, assert_all_equal, linear_before_reset, make_case,
+from helpers import (CELL_FORMS, GATES, assert_all_close, assert_all_equal, linear_before_reset, make_case,
                       pack, reference_forward_backward, rnnkit_forward_backward)
 
 WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")

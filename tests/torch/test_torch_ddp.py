@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from conftest import assert_close, require_optional
+from helpers import assert_close, require_optional
 
 WORLD, STEPS, LR = 2, 3, 0.2
 T, B, I, H = 6, 3, 4, 5          # B rows per rank

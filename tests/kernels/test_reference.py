@@ -12,7 +12,7 @@ try:
     from rnnkit import reference as ref
 except ImportError:
     # Before the package is built, load the module straight from the source tree.
-    _path = pathlib.Path(__file__).resolve().parents[1] / "python" / "rnnkit" / "reference.py"
+    _path = pathlib.Path(__file__).resolve().parents[2] / "python" / "rnnkit" / "reference.py"
     _spec = importlib.util.spec_from_file_location("rnnkit_reference", _path)
     ref = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(ref)
@@ -207,11 +207,11 @@ def test_gru_forms_match_hand_written_step_and_differ():
     args = (p["x"][0], p["h0"], p["w_ih"], p["w_hh"], p["b_ih"], p["b_hh"])
 
     h_lbr, _ = ref.gru_cell_forward(*args, linear_before_reset=True)
-    h_rbl, _ = ref.gru_cell_forward(*args, linear_before_reset=False)
+    h_no_lbr, _ = ref.gru_cell_forward(*args, linear_before_reset=False)
     np.testing.assert_allclose(h_lbr, _gru_step_by_hand(*args, lbr=True), rtol=1e-13)
-    np.testing.assert_allclose(h_rbl, _gru_step_by_hand(*args, lbr=False), rtol=1e-13)
+    np.testing.assert_allclose(h_no_lbr, _gru_step_by_hand(*args, lbr=False), rtol=1e-13)
     # With a nonzero state and bias the two forms are different functions.
-    assert np.max(np.abs(h_lbr - h_rbl)) > 1e-3
+    assert np.max(np.abs(h_lbr - h_no_lbr)) > 1e-3
 
 
 def test_gru_forms_agree_when_h_and_b_hn_are_zero():
@@ -223,8 +223,8 @@ def test_gru_forms_agree_when_h_and_b_hn_are_zero():
     # With h = 0 and b_hn = 0 the reset gate multiplies zero in both forms.
     args = (p["x"][0], np.zeros((B, H)), p["w_ih"], p["w_hh"], p["b_ih"], b_hh)
     h_lbr, _ = ref.gru_cell_forward(*args, linear_before_reset=True)
-    h_rbl, _ = ref.gru_cell_forward(*args, linear_before_reset=False)
-    np.testing.assert_allclose(h_lbr, h_rbl, rtol=1e-15, atol=0)
+    h_no_lbr, _ = ref.gru_cell_forward(*args, linear_before_reset=False)
+    np.testing.assert_allclose(h_lbr, h_no_lbr, rtol=1e-15, atol=0)
 
 
 # ----------------------------------------------------------- None = zeros

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import rnnkit
-from conftest import make_case, pack, rnnkit_forward_backward, assert_all_equal
+from helpers import make_case, pack, rnnkit_forward_backward, assert_all_equal
 
 KNOWN_ISAS = ("scalar", "avx2", "avx512", "neon")
 AVAILABLE = list(rnnkit.available_isas())

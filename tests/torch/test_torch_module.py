@@ -15,14 +15,14 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import assert_close
+from helpers import assert_close
 
 T, B, I, H = 4, 3, 3, 4
-REPO = pathlib.Path(__file__).resolve().parent.parent
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def close64(actual, ref, name, acc_len=I + H, steps=T):
-    """conftest's float64 bound on two float64 tensors."""
+    """the helpers' float64 bound on two float64 tensors."""
     assert_close(actual.detach().numpy(), ref.detach().numpy(), np.float64, acc_len, steps, name=name)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import rnnkit
 from rnnkit import reference
-from conftest import (CELLS, GATES, GRU_GRADS, LSTM_GRADS, assert_close, grads_dict,
+from helpers import (CELLS, GATES, GRU_GRADS, LSTM_GRADS, assert_close, grads_dict,
                       make_case, pack, reference_forward_backward)
 
 T, B, I, H = 3, 2, 5, 4

@@ -4,7 +4,7 @@ Round trips must be exact (a reorder or transpose changes no value). The
 semantics are checked against independent oracles: torch.nn.LSTM/GRU, and a
 NumPy implementation of Keras's LSTM/GRU written here from Keras's documented
 cell math (gates i, f, c, o and z, r, h; both reset_after forms), fed with
-converted weights. float32 results are held to conftest's float32 rule
+converted weights. float32 results are held to the helpers' float32 rule
 against a float64 oracle on the same (rounded) values.
 """
 
@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import assert_close, require_optional
+from helpers import assert_close, require_optional
 from rnnkit import interchange as ic
 from rnnkit import layers, reference
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import rnnkit
-from conftest import CELL_FORMS, GATES, linear_before_reset, require_optional
+from helpers import CELL_FORMS, GATES, linear_before_reset, require_optional
 
 # (H, I): H around the unit block (32) and the panel widths (8, 16), I != H, I = 1.
 SHAPES = [(1, 1), (1, 5), (7, 3), (15, 15), (16, 1), (17, 17), (33, 40), (7, 1)]
@@ -100,7 +100,7 @@ def test_unpack_after_update_and_under_another_isa(dtype):
     isas = rnnkit.available_isas()
     first, second = make_weights("gru", 9, 4, dtype, seed=1), make_weights("gru", 9, 4, dtype, seed=2)
     with rnnkit.use_isa(isas[0]):
-        p = pack("gru_rbl", first)
+        p = pack("gru_no_lbr", first)
     with rnnkit.use_isa(isas[-1]):
         p.update(*second)  # packed afresh for the other ISA
         assert p.isa == isas[-1]
@@ -294,7 +294,7 @@ def test_packing_costs_the_panels_and_no_copy_of_the_weights(how):
 
 # ---- rnnkit.torch: the staleness check is matches() -------------------------------
 
-@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_rbl"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_no_lbr"])
 @pytest.mark.parametrize("bias", [True, False])
 def test_torch_module_repacks_after_any_bit_of_any_parameter_changed(kind, bias):
     torch = require_optional("torch")

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import rnnkit
-from conftest import (CELL_FORMS, CELLS, GRU_CELL_GRADS, LSTM_CELL_GRADS, assert_all_close, assert_all_equal,
+from helpers import (CELL_FORMS, CELLS, GRU_CELL_GRADS, LSTM_CELL_GRADS, assert_all_close, assert_all_equal,
                       cached_reference, grads_dict,
                       make_case, pack, rnnkit_forward_backward)
 

@@ -17,7 +17,7 @@ import pytest
 
 import rnnkit
 from rnnkit import reference
-from conftest import (CELL_FORMS, CELLS, GRU_GRADS, LSTM_GRADS, accumulation_length, assert_all_equal,
+from helpers import (CELL_FORMS, CELLS, GRU_GRADS, LSTM_GRADS, accumulation_length, assert_all_equal,
                       assert_close, grads_dict, linear_before_reset, make_case, pack)
 
 

@@ -10,7 +10,7 @@ A case that uses a feature rnnkit does not run (nonzero peepholes, clip,
 coupled gates, other activations) must raise the clear error, asserted here.
 
 Tolerance: the expected outputs are themselves a float32 computation, so
-they and rnnkit's float32 results are each held to conftest's float32 rule
+they and rnnkit's float32 results are each held to the helpers' float32 rule
 against rnnkit's float64 run on the same inputs (the float64 kernels match
 the float64 reference to ~1e-12, see test_rnn_vs_reference.py).
 """
@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import assert_close, require_optional
+from helpers import assert_close, require_optional
 from rnnkit import interchange
 
 OPS = ("LSTM", "GRU")

@@ -1,7 +1,7 @@
 """Fuzz (hypothesis) over the raw API and the NumPy modules (issue 16).
 
 The property: every call either gives the float64 reference's result
-within the suite's tolerance (conftest.assert_close) or raises a clean
+within the suite's tolerance (helpers.assert_close) or raises a clean
 TypeError / ValueError / MemoryError. Inputs vary in shape, dtype, memory
 layout (Fortran order, negative strides, strided views, broadcasts),
 lengths and states; bad values vary in dtype, ndim, shape, type, NaN/inf
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E
 
 import rnnkit  # noqa: E402
 from rnnkit import reference  # noqa: E402
-from conftest import (CELL_FORMS, GATES, accumulation_length, assert_close,  # noqa: E402
+from helpers import (CELL_FORMS, GATES, accumulation_length, assert_close,  # noqa: E402
                       make_case, pack, reference_forward_backward, rnnkit_forward_backward)
 
 CLEAN = (TypeError, ValueError, MemoryError)
@@ -60,7 +60,7 @@ def broadcast_rows(case, name):
        seed=st.integers(0, 2**31))
 def test_raw_layer_any_layout_matches_reference(cell, T, B, I, H, dtype, reverse, isa, layouts, broadcast, none,
                                                 seed):
-    base = "gru" if cell == "gru_rbl" else cell
+    base = "gru" if cell == "gru_no_lbr" else cell
     case = make_case(cell, T, B, I, H, dtype, seed, none=tuple(sorted(none)))
     for name in broadcast:
         if case.get(name) is not None:

@@ -1,6 +1,6 @@
 """rnnkit's LSTM/GRU layers and cells, forward and backward, against the
 float64 NumPy reference, for every ISA of this CPU and both dtypes; the GRU
-in both forms (cell name "gru_rbl": reset before linear).
+in both forms (cell name "gru_no_lbr": reset before linear).
 
 The reference gets float64 copies of exactly the (possibly float32-rounded)
 inputs rnnkit gets, so the comparison measures only the kernels' arithmetic.
@@ -13,7 +13,7 @@ import pytest
 
 import rnnkit
 from rnnkit import reference
-from conftest import (CELL_FORMS, GATES, GRU_CELL_GRADS, GRU_GRADS, LSTM_CELL_GRADS, LSTM_GRADS,
+from helpers import (CELL_FORMS, GATES, GRU_CELL_GRADS, GRU_GRADS, LSTM_CELL_GRADS, LSTM_GRADS,
                       assert_all_close, assert_all_equal, cached_reference, grads_dict,
                       linear_before_reset, make_case, pack, rnnkit_forward_backward)
 
@@ -119,8 +119,8 @@ RBL_SHAPES = [(1, 3, 17, 31), (2, 5, 13, 33), (3, 1, 31, 47), (4, 9, 15, 97),
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("T,B,I,H", RBL_SHAPES)
-def test_gru_rbl_shapes(T, B, I, H, reverse, isa, dtype):
-    check_layer("gru_rbl", T, B, I, H, dtype, reverse)
+def test_gru_no_lbr_shapes(T, B, I, H, reverse, isa, dtype):
+    check_layer("gru_no_lbr", T, B, I, H, dtype, reverse)
 
 
 @pytest.mark.parametrize("lbr", [True, False])
@@ -182,7 +182,7 @@ def test_packed_weights_attributes(cell, isa, dtype):
     case = make_case(cell, 2, 2, 5, 3, dtype)
     w = pack(cell, case)
     assert isinstance(w, rnnkit.PackedWeights)
-    assert w.cell == ("gru" if cell == "gru_rbl" else cell)
+    assert w.cell == ("gru" if cell == "gru_no_lbr" else cell)
     assert w.linear_before_reset is linear_before_reset(cell)
     assert np.dtype(w.dtype) == dtype
     assert w.input_size == 5

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import rnnkit
-from conftest import GATES, assert_close
+from helpers import GATES, assert_close
 from rnnkit import reference
 
 T, B, I, H = 6, 4, 7, 5

@@ -10,7 +10,7 @@ ONNX Runtime's CPU LSTM/GRU reject layout=1, so a layout=1 model gets the
 equivalent layout=0 graph wrapped in Transposes (ONNX defines layout=1 as
 exactly these transposes); rnnkit runs the layout=1 node itself.
 
-Tolerance: ORT's and rnnkit's float32 results are each held to conftest's
+Tolerance: ORT's and rnnkit's float32 results are each held to the helpers'
 float32 rule against rnnkit's float64 run on the same inputs.
 """
 
@@ -19,7 +19,7 @@ import itertools
 import numpy as np
 import pytest
 
-from conftest import assert_close, require_optional
+from helpers import assert_close, require_optional
 from rnnkit import interchange
 
 T, B, I, H = 6, 4, 5, 3
