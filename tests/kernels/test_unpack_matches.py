@@ -283,7 +283,7 @@ MEMORY_SCRIPT = textwrap.dedent("""
 def test_packing_costs_the_panels_and_no_copy_of_the_weights(how):
     # Panels alone are ~1x the weights' bytes; each kept copy adds 1x more.
     if how == "torch":
-        pytest.importorskip("torch")
+        require_optional("torch")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, how], capture_output=True, text=True, env=env,
                          timeout=300)

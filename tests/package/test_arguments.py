@@ -16,6 +16,8 @@ import rnnkit
 from rnnkit import interchange as ic
 from rnnkit import layers
 
+from helpers import require_optional
+
 T, B, I, H = 3, 2, 5, 4
 DT = np.float32
 RNG = np.random.default_rng(7)
@@ -98,6 +100,8 @@ def test_flags_take_bools_only(entry, name, call, value):
 def test_flags_take_python_and_numpy_bools(entry, name, call, value):
     if entry in ("layer_from_keras", "rnn_forward") and name == "bidirectional" and value:
         pytest.skip("one direction's weights are not a bidirectional layer")
+    if entry == "to_state_dict" and value:
+        require_optional("torch")   # tensors=True makes torch tensors
     call(value)
 
 
@@ -266,7 +270,7 @@ def test_bad_arrays_are_named(what, call, name):
 
 
 def test_run_onnx_node_bad_inputs():
-    onnx = pytest.importorskip("onnx")
+    onnx = require_optional("onnx")
     node = onnx.helper.make_node("LSTM", ["X", "W", "R"], ["Y"], hidden_size=H)
     X_, W, R, _ = onnx_inputs()
     refused(lambda: ic.run_onnx_node(node, [X_, W]), "inputs", ValueError)
