@@ -9,6 +9,10 @@
 #if (defined(__x86_64__) || defined(__i386__)) && !defined(_MSC_VER)
 #include <cpuid.h>
 #endif
+#if defined(__linux__) && defined(__x86_64__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace rnnkit {
 
@@ -38,6 +42,19 @@ unsigned long long xgetbv0() {
 #endif
 }
 
+// Linux hands out the tile data state (8 KiB per thread) only to a process
+// that asks for it; granted once, it holds for every thread and child.
+bool amx_permitted() {
+#if defined(__linux__) && defined(__x86_64__)
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#elif defined(_WIN32)
+    return true;   // Windows enables AMX state for every process that has XCR0's bits
+#else
+    return false;
+#endif
+}
+
 void detect_x86(CpuFeatures& f) {
     unsigned r[4];
     cpuid(0, 0, r);
@@ -56,6 +73,16 @@ void detect_x86(CpuFeatures& f) {
     const bool f512 = (b >> 16) & 1, dq = (b >> 17) & 1, bw = (b >> 30) & 1, vl = (b >> 31) & 1;
     f.avx2_fma = os_ymm && avx2 && fma;
     f.avx512_f_bw_dq_vl = f.avx2_fma && os_zmm && f512 && dq && bw && vl;
+    const bool vnni512 = (r[2] >> 11) & 1;
+    const bool amx_bf16 = (r[3] >> 22) & 1, amx_tile = (r[3] >> 24) & 1, amx_int8 = (r[3] >> 25) & 1;
+    cpuid(7, 1, r);
+    const bool avx_vnni = (r[0] >> 4) & 1, bf16 = (r[0] >> 5) & 1;
+    f.avx2_vnni = f.avx2_fma && avx_vnni;
+    f.avx512_vnni = f.avx512_f_bw_dq_vl && vnni512;
+    f.avx512_bf16 = f.avx512_vnni && bf16;
+    // Bits 17-18: tile configuration and tile data state.
+    const bool os_tiles = (xcr0 & 0x60000) == 0x60000;
+    f.amx = f.avx512_bf16 && amx_tile && amx_bf16 && amx_int8 && os_tiles && amx_permitted();
 }
 #endif
 

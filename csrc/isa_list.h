@@ -34,6 +34,10 @@
 #define RNNKIT_ISA_LIST(X) \
     X(scalar, SCALAR, baseline, any, "", "") \
     X(avx2, AVX2, avx2_fma, x86, "-mavx2 -mfma", "/arch:AVX2") \
+    X(avx2_vnni, AVX2_VNNI, avx2_vnni, x86, "-mavx2 -mfma -mavxvnni", "/arch:AVX2") \
     X(avx512, AVX512, avx512_f_bw_dq_vl, x86, "-mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma", "/arch:AVX512") \
+    X(avx512_vnni, AVX512_VNNI, avx512_vnni, x86, "-mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mavx512vnni", "/arch:AVX512") \
+    X(avx512_bf16, AVX512_BF16, avx512_bf16, x86, "-mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mavx512vnni -mavx512bf16", "/arch:AVX512") \
+    X(amx, AMX, amx, x86, "-mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx2 -mfma -mavx512vnni -mavx512bf16 -mamx-tile -mamx-bf16 -mamx-int8", "/arch:AVX512") \
     X(neon, NEON, advsimd, arm64, "", "")
 // clang-format on

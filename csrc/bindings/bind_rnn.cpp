@@ -32,9 +32,31 @@ CellKind parse_cell(const std::string& s) {
 
 // ---- packing ---------------------------------------------------------------
 
+std::string precision_name(const PackedHandle& h) {
+    switch (h.products()) {
+        case Precision::bf16: return "bfloat16";
+        case Precision::int8: return "int8";
+        case Precision::full: break;
+    }
+    return h.is_double ? "float64" : "float32";
+}
+
+// The products' precision a pack() call asks for: "float32" and "float64"
+// (the weights' own dtype), "bfloat16" or "int8" (float32 weights).
+Precision parse_precision(const std::string& s, bool is_double) {
+    if (s == "bfloat16" || s == "int8") {
+        if (is_double)
+            raise_value_error("precision: '" + s + "' packs float32 weights, got weights of dtype float64");
+        return s == "int8" ? Precision::int8 : Precision::bf16;
+    }
+    if (s == (is_double ? "float64" : "float32")) return Precision::full;
+    raise_value_error(std::string("precision: expected 'bfloat16', 'int8' or the weights' dtype '") +
+                      (is_double ? "float64" : "float32") + "', got '" + s + "'");
+}
+
 template <typename T>
 PackedHandle pack_impl(CellKind cell, py::handle w_ih_obj, py::handle w_hh_obj, py::handle b_ih_obj,
-                       py::handle b_hh_obj, bool linear_before_reset) {
+                       py::handle b_hh_obj, bool linear_before_reset, Precision products) {
     const int G = gate_count(cell);
     const std::string gh_label = std::to_string(G) + "*H";
     Arr<T> w_ih = take_array<T>(w_ih_obj, "weight_ih", {{kAnySize, gh_label.c_str()}, {kAnySize, "I"}});
@@ -56,14 +78,14 @@ PackedHandle pack_impl(CellKind cell, py::handle w_ih_obj, py::handle w_hh_obj, 
     {
         py::gil_scoped_release release;
         packed = pack_rnn<T>(cell, active_isa(), int(I), int(H), w_ih.data(), w_hh.data(), data_or_null(b_ih),
-                             data_or_null(b_hh), get_num_threads(), linear_before_reset);
+                             data_or_null(b_hh), get_num_threads(), linear_before_reset, products);
     }
     if constexpr (std::is_same<T, double>::value) h.f64 = packed; else h.f32 = packed;
     return h;
 }
 
 PackedHandle pack(const std::string& cell_s, py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh,
-                  bool linear_before_reset) {
+                  bool linear_before_reset, const std::string& precision) {
     const CellKind cell = parse_cell(cell_s);
     if (cell == CellKind::lstm && !linear_before_reset)
         raise_value_error("linear_before_reset: False applies to GRU weights only, got cell 'lstm'");
@@ -75,8 +97,9 @@ PackedHandle pack(const std::string& cell_s, py::handle w_ih, py::handle w_hh, p
         raise_type_error("weight_ih: expected dtype float32 or float64, got " +
                          std::string(py::str(py::reinterpret_borrow<py::array>(w_ih).dtype())));
     }
-    return is_double ? pack_impl<double>(cell, w_ih, w_hh, b_ih, b_hh, linear_before_reset)
-                     : pack_impl<float>(cell, w_ih, w_hh, b_ih, b_hh, linear_before_reset);
+    const Precision products = parse_precision(precision, is_double);
+    return is_double ? pack_impl<double>(cell, w_ih, w_hh, b_ih, b_hh, linear_before_reset, products)
+                     : pack_impl<float>(cell, w_ih, w_hh, b_ih, b_hh, linear_before_reset, products);
 }
 
 // New weights of the same shape into existing packed weights. In place
@@ -98,7 +121,7 @@ void update_impl(PackedHandle& h, py::handle w_ih_obj, py::handle w_hh_obj, py::
         {
             py::gil_scoped_release release;
             fresh = pack_rnn<T>(w->cell, active_isa(), int(I), int(H), w_ih.data(), w_hh.data(), data_or_null(b_ih),
-                                data_or_null(b_hh), get_num_threads(), w->linear_before_reset);
+                                data_or_null(b_hh), get_num_threads(), w->linear_before_reset, w->products);
         }
         w = std::move(fresh);
         return;
@@ -281,6 +304,10 @@ py::object forward_impl(const PackedHandle& wh, CellKind cell, bool single_step,
     // private; anything else may still be written to by the caller.
     const bool x_callers = x.ptr() == x_obj.ptr() || !(x.flags() & py::detail::npy_api::NPY_ARRAY_OWNDATA_);
     std::uint64_t x_fingerprint = 0;
+    if (training && w->products != Precision::full)
+        raise_value_error(std::string("training: weights packed with precision '") +
+                          (w->products == Precision::int8 ? "int8' are for inference only" : "bfloat16' cannot train yet") +
+                          "; pack float32 weights to train");
     if (training) {
         ctx = std::make_shared<TrainingContext<T>>();
         ctx->weights = w;
@@ -401,16 +428,21 @@ py::tuple backward(CellKind cell, bool single_step, const char* fn, py::handle c
 constexpr int kPickleVersion = 1;
 
 py::tuple packed_state(const PackedHandle& h) {
-    return py::make_tuple(kPickleVersion, cell_prefix(h.cell), h.linear_before_reset(), unpack(h));
+    return py::make_tuple(kPickleVersion, cell_prefix(h.cell), h.linear_before_reset(), unpack(h),
+                          precision_name(h));
 }
 
 // Unpickled states go through pack(), so a damaged one fails with its checks.
 PackedHandle packed_from_state(const py::tuple& st) {
-    if (st.size() != 4 || st[0].cast<int>() != kPickleVersion)
+    // Four entries: a state pickled before packs had a precision (float).
+    if ((st.size() != 4 && st.size() != 5) || st[0].cast<int>() != kPickleVersion)
         raise_value_error("PackedWeights: unpickling needs a state of this rnnkit version (format 1)");
     const py::tuple w = st[3].cast<py::tuple>();
     if (w.size() != 4) raise_value_error("PackedWeights: damaged pickle state (weights)");
-    return pack(st[1].cast<std::string>(), w[0], w[1], w[2], w[3], st[2].cast<bool>());
+    bool is_double = false;
+    is_float_dtype(w[0], &is_double);
+    const std::string precision = st.size() == 5 ? st[4].cast<std::string>() : (is_double ? "float64" : "float32");
+    return pack(st[1].cast<std::string>(), w[0], w[1], w[2], w[3], st[2].cast<bool>(), precision);
 }
 
 template <typename T>
@@ -499,6 +531,9 @@ void register_rnn(py::module_& m) {
         .def_property_readonly("hidden_size", &PackedHandle::hidden_size)
         .def_property_readonly("isa", [](const PackedHandle& h) { return std::string(isa_name(h.isa())); })
         .def_property_readonly("linear_before_reset", &PackedHandle::linear_before_reset)
+        .def_property_readonly("precision", &precision_name,
+                               "What the products take: 'float32' or 'float64' (the weights' dtype), 'bfloat16'\n"
+                               "or 'int8' (float32 inputs, states and outputs in every case).")
         .def("update", &update, py::arg("weight_ih"), py::arg("weight_hh"), py::arg("bias_ih") = py::none(),
              py::arg("bias_hh") = py::none(),
              "Pack new weights of the same shapes, dtype and form into these packed weights, reusing\n"
@@ -517,7 +552,9 @@ void register_rnn(py::module_& m) {
         .def("__repr__", [](const PackedHandle& h) {
             return std::string("<rnnkit.PackedWeights ") + cell_prefix(h.cell) + " " + (h.is_double ? "float64" : "float32") +
                    " input_size=" + std::to_string(h.input_size()) + " hidden_size=" + std::to_string(h.hidden_size()) +
-                   (h.linear_before_reset() ? "" : " linear_before_reset=False") + " isa=" + isa_name(h.isa()) + ">";
+                   (h.linear_before_reset() ? "" : " linear_before_reset=False") +
+                   (h.products() == Precision::full ? "" : " precision=" + precision_name(h)) +
+                   " isa=" + isa_name(h.isa()) + ">";
         })
         .def("__reduce__", [](py::object self) {
             return py::make_tuple(py::module_::import("rnnkit._core").attr("_packed_weights_from_state"),
@@ -538,7 +575,7 @@ void register_rnn(py::module_& m) {
     m.def("_training_context_from_state", &context_from_state, py::arg("state"));
 
     m.def("pack", &pack, py::arg("cell"), py::arg("weight_ih"), py::arg("weight_hh"), py::arg("bias_ih") = py::none(),
-          py::arg("bias_hh") = py::none(), py::arg("linear_before_reset") = true);
+          py::arg("bias_hh") = py::none(), py::arg("linear_before_reset") = true, py::arg("precision") = "float32");
 
     const StateNames seq{"h0", "c0"}, step{"h", "c"};
     m.def("lstm_forward", [seq](py::handle x, py::handle w, py::handle h0, py::handle c0, bool reverse, bool training,

@@ -25,6 +25,7 @@ struct PackedHandle {
     int hidden_size() const { return is_double ? f64->H : f32->H; }
     Isa isa() const { return is_double ? f64->isa : f32->isa; }
     bool linear_before_reset() const { return is_double ? f64->linear_before_reset : f32->linear_before_reset; }
+    Precision products() const { return is_double ? Precision::full : f32->products; }
 };
 template <> inline const std::shared_ptr<PackedRnn<float>>& PackedHandle::get<float>() const { return f32; }
 template <> inline const std::shared_ptr<PackedRnn<double>>& PackedHandle::get<double>() const { return f64; }

@@ -29,3 +29,9 @@ constexpr int kGemmTileRows = 0;
 
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit
+
+// Products in bf16 and int8: the portable kernels, unless an ISA that
+// builds on this one brings its own.
+#if !defined(RNNKIT_OWN_PRODUCT_CONFIG)
+#include "kernels/config_products_portable.h"
+#endif

@@ -4,6 +4,8 @@
 #pragma once
 #include <cstddef>
 
+#include "kernels/product_table.h"
+
 namespace rnnkit {
 
 // The gates of one block of `units` hidden units are stored side by side:
@@ -183,9 +185,12 @@ template <typename T> struct Kernels {
     void (*column_sums)(int m, int n, const T* a, std::ptrdiff_t lda, T* sums);
 };
 
+// One ISA's kernels, a column per precision.
 struct KernelSet {
     Kernels<float> f32;
     Kernels<double> f64;
+    Bf16Kernels bf16;
+    Int8Kernels int8;
 };
 
 }  // namespace rnnkit

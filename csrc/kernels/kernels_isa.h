@@ -18,6 +18,8 @@ template <typename T> void fill_postgemm_lstm(Kernels<T>& k);
 template <typename T> void fill_postgemm_gru(Kernels<T>& k);
 template <typename T> void fill_postgemm_gru_no_lbr(Kernels<T>& k);
 template <typename T> void fill_reductions(Kernels<T>& k);
+void fill_bf16(Bf16Kernels& k);
+void fill_int8(Int8Kernels& k);
 
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit

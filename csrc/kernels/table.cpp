@@ -21,6 +21,10 @@ static void fill_all(Kernels<T>& k) {
 void fill_kernel_set(KernelSet& set) {
     fill_all(set.f32);
     fill_all(set.f64);
+    set.bf16.isa = set.f32.isa;
+    fill_bf16(set.bf16);
+    set.int8.isa = set.f32.isa;
+    fill_int8(set.int8);
 }
 
 }  // namespace RNNKIT_NS

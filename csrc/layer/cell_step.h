@@ -5,6 +5,7 @@
 // per call (a function pointer) and a new cell is a new step file.
 #pragma once
 #include "layer/packed_weights.h"
+#include "layer/step_product.h"
 
 namespace rnnkit {
 
@@ -22,6 +23,7 @@ struct ForwardStep {
     T* rh;                // GRU reset before linear only: out, r * h_prev
     bool backwards;       // walk the blocks backwards (odd steps; see walked)
     TileFeed<T>* feed;    // fused projection: pieces for the recurrent products' calls; else nullptr
+    LowpRows* lowp;       // bf16/int8 products: this thread's converted operand rows (room for H); else nullptr
 };
 
 // scratch: this thread's rows * G * kUnitBlock values. Returns without a

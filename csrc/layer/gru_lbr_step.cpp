@@ -12,12 +12,13 @@ void gru_lbr_forward_step(const PackedRnn<T>& w, const ForwardStep<T>& s, T* scr
     const Kernels<T>& kern = *w.kern;
     const int H = w.H, G = w.G, GH = G * H;
     const std::ptrdiff_t ld_ws = std::ptrdiff_t(kWorkspaceSlots) * H;
+    const StepOperand<T> h_prev = step_operand(w, StepWeights::hh, s.rows, s.h_prev, H, s.lowp);
     for (int k = jb; k < je; ++k) {
         const int j = walked(k, jb, je, s.backwards);
         const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
         const int ld = G * units;
         // Recurrent product for this block's gates only.
-        gemm_serial(kern, s.rows, G * u0, G * u0 + ld, s.h_prev, H, 1, w.whh_t, scratch, ld, false, s.feed);
+        step_product(w, StepWeights::hh, s.rows, G * u0, G * u0 + ld, h_prev, scratch, ld, false, s.feed);
         GruFwdArgs<T> f{s.rows, units, s.gx + G * u0, GH, scratch, ld, w.bias.data() + G * u0,
                         w.bias_hn.data() + u0, s.h_prev + u0, H, s.h + u0, H,
                         s.ws ? s.ws + kWorkspaceSlots * u0 : nullptr, ld_ws};

@@ -13,21 +13,23 @@ void gru_no_lbr_forward_step(const PackedRnn<T>& w, const ForwardStep<T>& s, T* 
     const std::ptrdiff_t ld_ws = std::ptrdiff_t(kWorkspaceSlots) * H;
     // r and z of the thread's blocks, each from one product with its 2 * units
     // columns of W_h[rz]^T (block starts are multiples of every panel width).
+    const StepOperand<T> h_prev = step_operand(w, StepWeights::hh, s.rows, s.h_prev, H, s.lowp);
     for (int k = jb; k < je; ++k) {
         const int j = walked(k, jb, je, s.backwards);
         const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
-        gemm_serial(kern, s.rows, 2 * u0, 2 * (u0 + units), s.h_prev, H, 1, w.whh_t, scratch, 2 * units, false);
+        step_product(w, StepWeights::hh, s.rows, 2 * u0, 2 * (u0 + units), h_prev, scratch, 2 * units, false);
         GruNoLbrRzFwdArgs<T> a{s.rows, units, s.gx + 2 * u0, GH, scratch, 2 * units, w.bias.data() + 2 * u0,
                              s.h_prev + u0, H, s.ws + kWorkspaceSlots * u0, ld_ws, s.rh + u0, H};
         kern.gru_no_lbr_postgemm_fwd_rz(a);
     }
     // The n products below read r * h_prev of every unit.
     region_barrier(nth);
+    const StepOperand<T> rh = step_operand(w, StepWeights::hn, s.rows, s.rh, H, s.lowp);
     for (int k = jb; k < je; ++k) {
         const int j = walked(k, jb, je, s.backwards);
         const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
         T* wsb = s.ws + kWorkspaceSlots * u0;
-        gemm_serial(kern, s.rows, u0, u0 + units, s.rh, H, 1, w.whn_t, scratch, units, false);
+        step_product(w, StepWeights::hn, s.rows, u0, u0 + units, rh, scratch, units, false);
         GruNoLbrNFwdArgs<T> a{s.rows, units, s.gx + 2 * H + u0, GH, scratch, units, w.bias.data() + 2 * H + u0,
                             wsb + units, ld_ws, s.h_prev + u0, H, s.h + u0, H, wsb + 2 * units, ld_ws};
         kern.gru_no_lbr_postgemm_fwd_n(a);

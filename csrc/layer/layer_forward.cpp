@@ -4,6 +4,8 @@
 // (the cell's step, cell_step.h), in the schedule the plan chose.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
+#include <vector>
 
 #include "layer/cell_step.h"
 #include "layer/forward_states.h"
@@ -30,22 +32,41 @@ struct ForwardRun {
     AlignedBuffer<T> gx;
     const std::size_t scratch_per_thread;
     AlignedBuffer<T> scratch;
+    // bf16/int8 products: each loop thread's converted h rows, and the
+    // projection's converted x rows.
+    std::vector<LowpRows> lowp_rows;
+    LowpRows x_rows;
 
     ForwardRun(const PackedRnn<T>& w_, const ForwardArgs<T>& a_, const ForwardPlan& p, const StepRows& r,
                const ForwardStates<T>& st)
         : w(w_), a(a_), plan(p), rows(r), states(st), step(forward_step_of(w_)), GH(w_.G * w_.H),
           gx(std::size_t(p.projection_buffers) * p.chunk_rows * GH),
           scratch_per_thread(std::size_t(a_.batch) * w_.G * kUnitBlock),
-          scratch(scratch_per_thread * p.threads.loop) {}
+          scratch(scratch_per_thread * p.threads.loop) {
+        if (w_.products == Precision::full) return;
+        lowp_rows.resize(p.threads.loop);
+        for (LowpRows& r : lowp_rows) r.reserve(*w_.kset, w_.products, a_.batch, w_.H);
+    }
 
     // Chunk c's projections (two buffers alternate where the schedule keeps two).
     T* gx_of(int c) { return gx.data() + std::size_t(c % plan.projection_buffers) * plan.chunk_rows * GH; }
     T* scratch_of(int tid) { return scratch.data() + scratch_per_thread * tid; }
+    LowpRows* lowp_of(const T* scratch_t) {
+        if (lowp_rows.empty()) return nullptr;
+        return &lowp_rows[std::size_t(scratch_t - scratch.data()) / scratch_per_thread];
+    }
     int nblocks() const { return w.layout.blocks(); }
 
     // Input projection of chunk c's packed rows: one (rows x I) x (I x GH) GEMM.
     void project_chunk(int c) {
         const ProjectionChunk& ch = plan.chunks[c];
+        if constexpr (std::is_same_v<T, float>) {
+            if (w.products != Precision::full) {
+                lowp_gemm_parallel(*w.kset, int(ch.fill), a.x + ch.r_lo * w.I, w.I, w.wih_lp, gx_of(c), GH, false,
+                                   x_rows, plan.threads.other);
+                return;
+            }
+        }
         gemm_parallel(*w.kern, int(ch.fill), a.x + ch.r_lo * w.I, w.I, 1, w.wih_t, gx_of(c), GH, false,
                       plan.threads.other);
     }
@@ -61,7 +82,7 @@ struct ForwardRun {
         // Only the rows of the sequences still running at t.
         const ForwardStep<T> op{rows.rows(t), gx_of(c) + (rows.start(t) - plan.chunks[c].r_lo) * GH,
                                 states.h_in(s, t), states.h_out(s, t), states.c_in(s, t), states.c_out(s, t),
-                                states.workspace(t), states.rh(t), s % 2 == 1, feed};
+                                states.workspace(t), states.rh(t), s % 2 == 1, feed, lowp_of(scratch_t)};
         step(w, op, scratch_t, jb, je, nth);
         states.step_done(t, op.h, jb, je);
     }

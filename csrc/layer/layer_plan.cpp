@@ -161,7 +161,10 @@ ForwardPlan plan_forward(const LayerShape& s, const StepRows& rows, bool reverse
     p.state_pingpong = !training && reverse && !rows.uniform;
     const std::size_t whh_bytes = std::size_t(GH) * s.H * s.elem_bytes;
     const std::size_t weight_bytes = std::size_t(GH) * s.I * s.elem_bytes + whh_bytes;
-    const bool fused = threads.loop == 1 && threads.other == 1 && s.gemm_tile_rows > 0 && B == 1 && rows.uniform &&
+    // Projection pieces and tiles are float/double kernels' work: a
+    // low-precision layer projects whole chunks (plain schedule).
+    const bool full = s.products == Precision::full;
+    const bool fused = full && threads.loop == 1 && threads.other == 1 && s.gemm_tile_rows > 0 && B == 1 && rows.uniform &&
                        s.lbr && s.I <= s.gemm_kc && weight_bytes <= kCachedWeightBytes && steps > s.gemm_tile_rows;
     const std::size_t chunk_elems = kProjectionChunkElems / (whh_bytes > kStreamedRecurrentBytes ? 4 : 1);
     const std::size_t by_size = chunk_elems / (std::size_t(B) * GH);
@@ -173,7 +176,7 @@ ForwardPlan plan_forward(const LayerShape& s, const StepRows& rows, bool reverse
     p.chunk_rows = std::size_t(p.chunk_steps) * B;
     p.chunks = cut_chunks(rows, reverse, p.chunk_rows);
     const double step_flops = 2.0 * B * s.H * GH;
-    const bool overlap = threads.loop > 1 && p.chunks.size() > 1 && step_flops <= kOverlapMaxStepFlops;
+    const bool overlap = full && threads.loop > 1 && p.chunks.size() > 1 && step_flops <= kOverlapMaxStepFlops;
     p.schedule = overlap ? Schedule::overlapped : fused ? Schedule::fused_projection : Schedule::plain;
     p.projection_buffers = overlap || fused ? 2 : 1;
     if (overlap) cut_pieces(s, p);

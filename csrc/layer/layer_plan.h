@@ -22,12 +22,15 @@ struct LayerShape {
     int gemm_mr = 0, gemm_nr = 0;     // micro-tile rows and columns
     int gemm_tile_rows = 0;           // rows of a projection tile (0: no tiles on this ISA)
     int gemm_kc = 0, gemm_mc = 0;     // GEMM k block depth and row block height
+    Precision products = Precision::full;  // the products' operands (elem_bytes: their weights' size)
 };
 
 template <typename T>
 LayerShape layer_shape(const PackedRnn<T>& w) {
-    return LayerShape{w.cell, w.linear_before_reset, w.I, w.H, w.G, w.layout, sizeof(T),
-                      w.kern->gemm_mr, w.kern->gemm_nr, w.kern->gemm_tile_rows, w.kern->gemm_kc, w.kern->gemm_mc};
+    const std::size_t weight_bytes = w.products == Precision::full ? sizeof(T) : w.products == Precision::bf16 ? 2 : 1;
+    return LayerShape{w.cell, w.linear_before_reset, w.I, w.H, w.G, w.layout, weight_bytes,
+                      w.kern->gemm_mr, w.kern->gemm_nr, w.kern->gemm_tile_rows, w.kern->gemm_kc, w.kern->gemm_mc,
+                      w.products};
 }
 
 // Threads of a call: `loop` for its time loop, `other` for the rest of its

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <mutex>
+#include <stdexcept>
 #include <type_traits>
 #include <vector>
 
@@ -120,14 +121,24 @@ void fill_packs(PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b_ih, co
     // of W^T is PyTorch row torch_row[n], and a panel inside one gate's run
     // of a unit block reads consecutive rows.
     const std::vector<int> torch_row = torch_rows(p);
-    pack_columns(*p.kern, I, GH, [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; }, p.wih_t, nthreads);
+    auto ih_col = [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; };
+    auto hh_col = [&](int n) { return w_hh + std::size_t(torch_row[n]) * H; };
+    auto hn_col = [&](int n) { return w_hh + std::size_t(2 * H + n) * H; };
     // Reset before linear: the first 2H internal columns (r, z) only, and
     // W_hn^T on its own, its columns in unit order.
     const int whh_cols = lbr ? GH : 2 * H;
-    pack_columns(*p.kern, H, whh_cols, [&](int n) { return w_hh + std::size_t(torch_row[n]) * H; }, p.whh_t,
-                 nthreads);
-    if (!lbr)
-        pack_columns(*p.kern, H, H, [&](int n) { return w_hh + std::size_t(2 * H + n) * H; }, p.whn_t, nthreads);
+    if constexpr (std::is_same_v<T, float>) {
+        if (p.products != Precision::full) {
+            pack_lowp_columns(*p.kset, p.products, I, GH, ih_col, p.wih_lp, nthreads);
+            pack_lowp_columns(*p.kset, p.products, H, whh_cols, hh_col, p.whh_lp, nthreads);
+            if (!lbr) pack_lowp_columns(*p.kset, p.products, H, H, hn_col, p.whn_lp, nthreads);
+        }
+    }
+    if (p.products == Precision::full) {
+        pack_columns(*p.kern, I, GH, ih_col, p.wih_t, nthreads);
+        pack_columns(*p.kern, H, whh_cols, hh_col, p.whh_t, nthreads);
+        if (!lbr) pack_columns(*p.kern, H, H, hn_col, p.whn_t, nthreads);
+    }
 
     // Fold the biases that simply add into one vector; a GRU linear before
     // reset keeps b_hn apart because the reset gate multiplies it.
@@ -258,8 +269,13 @@ bool bias_matches(const AlignedBuffer<T>& kept, const T* given, int n) {
 
 template <typename T>
 std::shared_ptr<PackedRnn<T>> pack_rnn(CellKind cell, Isa isa, int I, int H, const T* w_ih, const T* w_hh,
-                                       const T* b_ih, const T* b_hh, int nthreads, bool linear_before_reset) {
+                                       const T* b_ih, const T* b_hh, int nthreads, bool linear_before_reset,
+                                       Precision products) {
+    if (!std::is_same_v<T, float> && products != Precision::full)
+        throw std::invalid_argument("bfloat16 and int8 products take float32 weights");
     auto p = std::make_shared<PackedRnn<T>>();
+    p->products = products;
+    p->kset = &kernels_for(isa);
     p->cell = cell;
     p->isa = isa;
     p->kern = &kernels_of<T>(kernels_for(isa));
@@ -285,6 +301,15 @@ template <typename T>
 void unpack_rnn(const PackedRnn<T>& p, T* w_ih, T* w_hh) {
     const int H = p.H, I = p.I;
     const std::vector<int> torch_row = torch_rows(p);
+    if constexpr (std::is_same_v<T, float>) {
+        if (p.products != Precision::full) {
+            unpack_lowp_columns(p.wih_lp, [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; });
+            unpack_lowp_columns(p.whh_lp, [&](int n) { return w_hh + std::size_t(torch_row[n]) * H; });
+            if (!p.linear_before_reset)
+                unpack_lowp_columns(p.whn_lp, [&](int n) { return w_hh + std::size_t(2 * H + n) * H; });
+            return;
+        }
+    }
     unpack_columns(p.wih_t, [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; });
     // Reset before linear: whh_t holds the r, z columns; whn_t the n rows in unit order.
     unpack_columns(p.whh_t, [&](int n) { return w_hh + std::size_t(torch_row[n]) * H; });
@@ -297,6 +322,18 @@ bool rnn_matches(const PackedRnn<T>& p, const T* w_ih, const T* w_hh, const T* b
     // The biases first: the cheapest to read.
     if (!bias_matches(p.b_ih_given, b_ih, GH) || !bias_matches(p.b_hh_given, b_hh, GH)) return false;
     const std::vector<int> torch_row = torch_rows(p);
+    if constexpr (std::is_same_v<T, float>) {
+        if (p.products != Precision::full) {
+            const KernelSet& ks = *p.kset;
+            return lowp_columns_match(ks, p.wih_lp, [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; },
+                                      nthreads) &&
+                   lowp_columns_match(ks, p.whh_lp, [&](int n) { return w_hh + std::size_t(torch_row[n]) * H; },
+                                      nthreads) &&
+                   (p.linear_before_reset ||
+                    lowp_columns_match(ks, p.whn_lp, [&](int n) { return w_hh + std::size_t(2 * H + n) * H; },
+                                       nthreads));
+        }
+    }
     const Kernels<T>& kern = *p.kern;
     if (!columns_match(kern, p.wih_t, [&](int n) { return w_ih + std::size_t(torch_row[n]) * I; }, nthreads))
         return false;
@@ -332,9 +369,10 @@ const PackedMatrix<T>& PackedRnn<T>::whn_for_backward(int nthreads) const {
 template struct PackedRnn<float>;
 template struct PackedRnn<double>;
 template std::shared_ptr<PackedRnn<float>> pack_rnn<float>(CellKind, Isa, int, int, const float*, const float*,
-                                                           const float*, const float*, int, bool);
+                                                           const float*, const float*, int, bool, Precision);
 template std::shared_ptr<PackedRnn<double>> pack_rnn<double>(CellKind, Isa, int, int, const double*,
-                                                             const double*, const double*, const double*, int, bool);
+                                                             const double*, const double*, const double*, int, bool,
+                                                             Precision);
 template void repack_rnn<float>(PackedRnn<float>&, const float*, const float*, const float*, const float*, int);
 template void repack_rnn<double>(PackedRnn<double>&, const double*, const double*, const double*, const double*, int);
 template void unpack_rnn<float>(const PackedRnn<float>&, float*, float*);

@@ -13,6 +13,7 @@
 
 #include "dispatch.h"
 #include "layer/gemm_driver.h"
+#include "layer/lowp_gemm.h"
 
 namespace rnnkit {
 
@@ -68,6 +69,13 @@ struct PackedRnn {
     // the folded ones above lose b_ih and b_hh apart, which unpacking and
     // matching need back exactly. Small next to the weights.
     AlignedBuffer<T> b_ih_given, b_hh_given;
+    // What the products take (design: Precisions). A float layer may keep
+    // its weights as bf16 or int8 panels instead (wih_lp, whh_lp, whn_lp:
+    // the same matrices as wih_t, whh_t, whn_t, which then stay empty);
+    // its states, gate math and sums stay float32.
+    Precision products = Precision::full;
+    const KernelSet* kset = nullptr;
+    LowpMatrix wih_lp, whh_lp, whn_lp;
 
     // B operand of the backward step product, W_hh (GH x H), packed on first
     // use: inference never pays for it. (dx's W_ih is transposed from wih_t
@@ -88,10 +96,12 @@ private:
 
 // Weights in PyTorch layout, C-contiguous: w_ih (G*H, I), w_hh (G*H, H),
 // biases (G*H) or nullptr for zeros. linear_before_reset picks the GRU's
-// form (ignored for the LSTM).
+// form (ignored for the LSTM). products: bf16 or int8 for float only
+// (std::invalid_argument for double).
 template <typename T>
 std::shared_ptr<PackedRnn<T>> pack_rnn(CellKind cell, Isa isa, int I, int H, const T* w_ih, const T* w_hh,
-                                       const T* b_ih, const T* b_hh, int nthreads, bool linear_before_reset = true);
+                                       const T* b_ih, const T* b_hh, int nthreads, bool linear_before_reset = true,
+                                       Precision products = Precision::full);
 
 // New weights of the same shape and form packed into p's own buffers (an
 // optimizer step). The caller makes sure no forward or backward pass is
