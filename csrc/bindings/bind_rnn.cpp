@@ -41,9 +41,14 @@ std::string precision_name(const PackedHandle& h) {
     return h.is_double ? "float64" : "float32";
 }
 
-// The products' precision a pack() call asks for: "float32" and "float64"
-// (the weights' own dtype), "bfloat16" or "int8" (float32 weights).
-Precision parse_precision(const std::string& s, bool is_double) {
+// The products' precision a pack() call asks for: None, "float32" or
+// "float64" (the weights' own dtype), "bfloat16" or "int8" (float32 weights).
+Precision parse_precision(py::handle obj, bool is_double) {
+    if (obj.is_none()) return Precision::full;
+    if (!py::isinstance<py::str>(obj))
+        raise_type_error("precision: expected a str ('bfloat16', 'int8', 'float32' or 'float64') or None, got " +
+                         std::string(py::str(py::type::of(obj).attr("__name__"))));
+    const std::string s = obj.cast<std::string>();
     if (s == "bfloat16" || s == "int8") {
         if (is_double)
             raise_value_error("precision: '" + s + "' packs float32 weights, got weights of dtype float64");
@@ -85,7 +90,7 @@ PackedHandle pack_impl(CellKind cell, py::handle w_ih_obj, py::handle w_hh_obj, 
 }
 
 PackedHandle pack(const std::string& cell_s, py::handle w_ih, py::handle w_hh, py::handle b_ih, py::handle b_hh,
-                  bool linear_before_reset, const std::string& precision) {
+                  bool linear_before_reset, py::handle precision) {
     const CellKind cell = parse_cell(cell_s);
     if (cell == CellKind::lstm && !linear_before_reset)
         raise_value_error("linear_before_reset: False applies to GRU weights only, got cell 'lstm'");
@@ -441,7 +446,7 @@ PackedHandle packed_from_state(const py::tuple& st) {
     if (w.size() != 4) raise_value_error("PackedWeights: damaged pickle state (weights)");
     bool is_double = false;
     is_float_dtype(w[0], &is_double);
-    const std::string precision = st.size() == 5 ? st[4].cast<std::string>() : (is_double ? "float64" : "float32");
+    const py::object precision = st.size() == 5 ? py::object(st[4]) : py::object(py::none());
     return pack(st[1].cast<std::string>(), w[0], w[1], w[2], w[3], st[2].cast<bool>(), precision);
 }
 
@@ -575,7 +580,7 @@ void register_rnn(py::module_& m) {
     m.def("_training_context_from_state", &context_from_state, py::arg("state"));
 
     m.def("pack", &pack, py::arg("cell"), py::arg("weight_ih"), py::arg("weight_hh"), py::arg("bias_ih") = py::none(),
-          py::arg("bias_hh") = py::none(), py::arg("linear_before_reset") = true, py::arg("precision") = "float32");
+          py::arg("bias_hh") = py::none(), py::arg("linear_before_reset") = true, py::arg("precision") = py::none());
 
     const StateNames seq{"h0", "c0"}, step{"h", "c"};
     m.def("lstm_forward", [seq](py::handle x, py::handle w, py::handle h0, py::handle c0, bool reverse, bool training,

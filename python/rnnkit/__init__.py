@@ -46,8 +46,11 @@ def available_isas() -> list:
 
 
 def set_isa(name: str) -> None:
-    """Use the kernels of ``name`` ('scalar', 'avx2', 'avx512', 'neon') for
-    weights packed from now on. Raises ValueError for an unknown name and
+    """Use the kernels of ``name`` for weights packed from now on: 'scalar',
+    'avx2', 'avx2_vnni' (AVX2 with AVX-VNNI int8 products), 'avx512',
+    'avx512_vnni' (int8 products), 'avx512_bf16' (bf16 and int8 products),
+    'amx' (AMX tile products), 'neon'. The float32/float64 kernels of the
+    VNNI, BF16 and AMX sets are those of 'avx2' / 'avx512'. Raises ValueError for an unknown name and
     RuntimeError for an instruction set this CPU or build lacks. Weights
     packed earlier keep the kernels they were packed for."""
     _core.set_isa(_isa_name(name))

@@ -13,7 +13,7 @@ import pytest
 import rnnkit
 from helpers import make_case, pack, rnnkit_forward_backward, assert_all_equal
 
-KNOWN_ISAS = ("scalar", "avx2", "avx512", "neon")
+KNOWN_ISAS = ("scalar", "avx2", "avx2_vnni", "avx512", "avx512_vnni", "avx512_bf16", "amx", "neon")
 AVAILABLE = list(rnnkit.available_isas())
 
 # Prints the active ISA and the ISA of a pack made right after import.
