@@ -48,6 +48,16 @@ float quantize_column(int K, const float* col, std::int8_t* q) {
     return amax / 127.0f;
 }
 
+float largest_dequantized(float scale) {
+    if (!std::isfinite(scale)) return scale;
+    // 127 * scale rounded lands within an ulp or two of a v whose quotient
+    // rounds back to scale; a zero column's scale 1/127 gives v = 1.
+    float v = 127.0f * scale;
+    for (int tries = 0; tries < 8 && v / 127.0f != scale; ++tries)
+        v = std::nextafter(v, v / 127.0f < scale ? std::numeric_limits<float>::infinity() : 0.0f);
+    return v;
+}
+
 void size_matrix(const KernelSet& ks, Precision prec, int K, int N, LowpMatrix& out) {
     out.prec = prec;
     out.K = K;

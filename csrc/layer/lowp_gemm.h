@@ -67,7 +67,8 @@ template <typename ColumnFn>
 bool lowp_columns_match(const KernelSet& ks, const LowpMatrix& m, ColumnFn column, int nthreads);
 
 // Writes m back as float columns: the values its products use (bf16
-// values exactly; int8 q * scale).
+// values exactly; int8 q * scale, the extreme ones adjusted in their last
+// bits so that packing the columns again gives m bit for bit).
 template <typename ColumnFn>
 void unpack_lowp_columns(const LowpMatrix& m, ColumnFn column);
 

@@ -53,6 +53,11 @@ void fill_panel(const KernelSet& ks, LowpMatrix& out, int panel, ColumnFn& colum
 
 void size_matrix(const KernelSet& ks, Precision prec, int K, int N, LowpMatrix& out);
 
+// The value unpacking gives a weight quantized to +-127: a float v near
+// 127 * scale with v / 127 == scale exactly, so that quantizing the
+// unpacked column again finds the same scale (and the same q everywhere).
+float largest_dequantized(float scale);
+
 }  // namespace lowp_detail
 
 template <typename ColumnFn>
@@ -107,6 +112,8 @@ void unpack_lowp_columns(const LowpMatrix& m, ColumnFn column) {
         const std::uint8_t* panel = m.panel(j / nr * nr);
         const int jj = j % nr;
         float* dst = column(j);
+        const float scale = m.prec == Precision::int8 ? m.scale.data()[j] : 0.0f;
+        const float top = m.prec == Precision::int8 ? lowp_detail::largest_dequantized(scale) : 0.0f;
         for (int p = 0; p < m.K; ++p) {
             const std::size_t at = (std::size_t(p / g) * nr + jj) * g + p % g;
             if (m.prec == Precision::bf16) {
@@ -115,7 +122,8 @@ void unpack_lowp_columns(const LowpMatrix& m, ColumnFn column) {
                 const std::uint32_t u = std::uint32_t(b) << 16;
                 std::memcpy(dst + p, &u, 4);
             } else {
-                dst[p] = float(std::int8_t(panel[at])) * m.scale.data()[j];
+                const int q = std::int8_t(panel[at]);
+                dst[p] = q == 127 || q == -127 ? (q > 0 ? top : -top) : float(q) * scale;
             }
         }
     }
