@@ -2,7 +2,9 @@
 # Checks, on x86-64, that
 #  - no object outside the SIMD kernel libraries (drivers, dispatch,
 #    bindings, and the kernels of ISAs built with baseline flags, such as
-#    scalar) contains an AVX/AVX-512 instruction, and
+#    scalar) contains an AVX/AVX-512 instruction,
+#  - no SIMD kernel object contains instructions of an extension its own
+#    flags lack (zmm in AVX2 objects, VNNI, BF16 or AMX elsewhere), and
 #  - the SIMD kernel objects define no symbol outside their own namespace
 #    (a shared inline function compiled with -mavx512f that the linker picks
 #    for everyone is an illegal instruction on an AVX2 CPU).
@@ -52,12 +54,31 @@ for obj in $(find "${baseline_dirs[@]}" -name '*.o'); do
   hits=$(objdump -d --no-show-raw-insn "$obj" | grep -cE "$wide" || true)
   if [ "$hits" != 0 ]; then echo "FAIL: $hits wide instructions in baseline object ${obj#$build/}"; status=1; fi
 done
+# Instructions of an extension an ISA's flags do not enable must not appear
+# in its objects either (an AVX2 object with a zmm register, an AVX-512 one
+# with vpdpbusd, anything but AMX objects with tile instructions).
+declare -A isa_flags
+while IFS='|' read -r isa flags; do isa_flags[$isa]="$flags"; done \
+  < <(sed -nE 's/^ *X\(([a-z0-9_]+), *[A-Z0-9_]+, *[a-z0-9_]+, *[a-z0-9]+, *"([^"]*)".*/\1|\2/p' "$root/csrc/isa_list.h")
+foreign_of() {
+  local flags=" $1 " re=()
+  [[ $flags == *" -mavx512f "* ]] || re+=('%zmm[0-9]' '%k[1-7]')
+  [[ $flags == *" -mavxvnni "* || $flags == *" -mavx512vnni "* ]] || re+=('vpdpbus' 'vpdpwss')
+  [[ $flags == *" -mavx512bf16 "* ]] || re+=('vdpbf16ps' 'vcvtne2?ps2bf16')
+  [[ $flags == *" -mamx-tile "* ]] || re+=('ldtilecfg' 'tileloadd' 'tilestored' 'tilezero' 'tilerelease' 'tdp(bf16ps|bu?s?u?d)')
+  local IFS='|'; echo "${re[*]}"
+}
 for isa in "${simd_isas[@]}"; do
+  foreign=$(foreign_of "${isa_flags[$isa]}")
   for obj in $(find "$build/CMakeFiles/rnnkit_kernels_$isa.dir" -name '*.o'); do
     count=$((count + 1))
+    if [ -n "$foreign" ]; then
+      hits=$(objdump -d --no-show-raw-insn "$obj" | grep -cE "$foreign" || true)
+      if [ "$hits" != 0 ]; then echo "FAIL: $hits instructions beyond $isa's flags in ${obj#$build/}"; status=1; fi
+    fi
     leaks=$(nm -C --defined-only "$obj" | grep -E ' [TtWwVvu] ' | grep -v "rnnkit::$isa::" || true)
     if [ -n "$leaks" ]; then echo "FAIL: ${obj#$build/} defines symbols outside rnnkit::$isa::"; echo "$leaks"; status=1; fi
   done
 done
-[ "$status" = 0 ] && echo "ok: $count objects; baseline objects are baseline-only; ${simd_isas[*]} objects keep to their namespaces"
+[ "$status" = 0 ] && echo "ok: $count objects; baseline objects are baseline-only; ${simd_isas[*]} objects keep to their namespaces and their flags' instructions"
 exit "$status"
