@@ -165,7 +165,7 @@ def test_int8_quantize_rows_non_finite_and_tiny_rows(isa):
     q, s = core.int8_quantize_rows(isa, a)
     assert np.all(q[:3] == 128) and np.all(np.isnan(s[:3]))
     q0, s0 = core.int8_quantize_rows("scalar", a)
-    assert np.array_equal(q, q0) and same_bits(s, s0)
+    assert np.array_equal(q[:, :21], q0[:, :21]) and np.all(q[:, 21:] == 128) and same_bits(s, s0)
     b = np.random.default_rng(0).standard_normal((21, 20)).astype(F32)
     assert same_bits(core.int8_gemm(isa, a, b), core.int8_gemm("scalar", a, b))
 
