@@ -13,6 +13,8 @@
 //
 // Also here: dequantize-and-store of one register of sums, and the two
 // halves of a row's quantization (abs-max, then scale-round-clamp-narrow).
+// The form is chosen by the compiler's feature macros (__AVX512VNNI__,
+// __AVXVNNI__); MSVC defines neither, so its builds take the vpmaddwd form.
 #pragma once
 #include <immintrin.h>
 
