@@ -5,6 +5,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "layer/fingerprint.h"
 #include "layer/gemm_driver.h"
 #include "layer/layer_plan.h"
+#include "layer/lowp_gemm.h"
 #include "layer/threading.h"
 #include "layer/threading.h"
 
@@ -104,6 +106,51 @@ py::array gemm(py::handle a, py::handle b, py::handle isa, const std::string& b_
     bool is_double = false;
     if (!is_float_dtype(a, &is_double)) raise_type_error("a: expected a numpy.ndarray of dtype float32 or float64");
     return is_double ? gemm_impl<double>(a, b, how, ks.f64) : gemm_impl<float>(a, b, how, ks.f32);
+}
+
+// C (+)= A @ B through the int8 column of one ISA's kernels: B's columns
+// quantized and packed as weights are (pack_lowp_columns), A's rows
+// quantized per row and multiplied by the driver (lowp_gemm_parallel).
+// c: None for C = A @ B, else the (M, N) float32 values it is added onto
+// (left unchanged: the result is a new array).
+py::array int8_gemm(py::handle isa, py::handle a_obj, py::handle b_obj, py::handle c_obj, int threads) {
+    const KernelSet& ks = kernels_named(isa);
+    Arr<float> a = take_array<float>(a_obj, "a", {{kAnySize, "M"}, {kAnySize, "K"}});
+    Arr<float> b = take_array<float>(b_obj, "b", {{a.shape(1), "K"}, {kAnySize, "N"}});
+    const int M = int(a.shape(0)), K = int(a.shape(1)), N = int(b.shape(1));
+    if (M < 1 || K < 1 || N < 1) raise_value_error("a, b: expected non-empty matrices");
+    if (threads < 1) raise_value_error("threads: expected >= 1");
+    const auto c0 = take_optional<float>(c_obj, "c", {{a.shape(0), "M"}, {b.shape(1), "N"}});
+    Arr<float> c({py::ssize_t(M), py::ssize_t(N)});
+    {
+        py::gil_scoped_release release;
+        std::vector<float> bt(std::size_t(N) * K);
+        for (int p = 0; p < K; ++p)
+            for (int j = 0; j < N; ++j) bt[std::size_t(j) * K + p] = b.data()[std::size_t(p) * N + j];
+        LowpMatrix packed;
+        pack_lowp_columns(ks, Precision::int8, K, N, [&](int j) { return bt.data() + std::size_t(j) * K; }, packed,
+                          threads);
+        if (c0) std::copy(c0->data(), c0->data() + std::size_t(M) * N, c.mutable_data());
+        LowpRows scratch;
+        lowp_gemm_parallel(ks, M, a.data(), K, packed, c.mutable_data(), N, bool(c0), scratch, threads);
+    }
+    return c;
+}
+
+// One ISA's Int8Kernels::quantize_rows on the rows of a: (the rows as
+// uint8, K padded to the kernels' k_align; one scale per row).
+py::tuple int8_quantize_rows(py::handle isa, py::handle a_obj) {
+    const KernelSet& ks = kernels_named(isa);
+    Arr<float> a = take_array<float>(a_obj, "a", {{kAnySize, "M"}, {kAnySize, "K"}});
+    const int M = int(a.shape(0)), K = int(a.shape(1));
+    const int Kp = lowp_padded_k(ks, Precision::int8, K);
+    py::array_t<std::uint8_t> q({py::ssize_t(M), py::ssize_t(Kp)});
+    Arr<float> scale({py::ssize_t(M)});
+    if (M > 0) {
+        py::gil_scoped_release release;
+        ks.int8.quantize_rows(M, K, Kp, a.data(), K, q.mutable_data(), Kp, scale.mutable_data());
+    }
+    return py::make_tuple(q, scale);
 }
 
 // What a plan reads of a layer, from its shape and the ISA's kernels.
@@ -210,6 +257,9 @@ void register_testing(py::module_& m) {
           py::arg("training") = false, py::arg("dtype") = "float32", py::arg("isa") = py::none(),
           py::arg("linear_before_reset") = true, py::arg("threads") = py::none(),
           py::arg("loop_threads") = py::none());
+    m.def("int8_gemm", &int8_gemm, py::arg("isa"), py::arg("a"), py::arg("b"), py::arg("c") = py::none(),
+          py::arg("threads") = 1);
+    m.def("int8_quantize_rows", &int8_quantize_rows, py::arg("isa"), py::arg("a"));
     m.attr("SIGMOID_MAX_REL_ERR_F32") = kSigmoidMaxRelErrF32;
     m.attr("TANH_MAX_REL_ERR_F32") = kTanhMaxRelErrF32;
     m.attr("SIGMOID_MAX_REL_ERR_F64") = kSigmoidMaxRelErrF64;

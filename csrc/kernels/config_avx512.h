@@ -28,8 +28,19 @@ constexpr int kGemmTileRows = 8;
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit
 
-// Products in bf16 and int8: the portable kernels, unless an ISA that
-// builds on this one brings its own.
+// Products in bf16: the portable kernels; in int8: this ISA's own; unless
+// an ISA that builds on this one brings its own of both.
 #if !defined(RNNKIT_OWN_PRODUCT_CONFIG)
+#define RNNKIT_OWN_INT8_CONFIG
+namespace rnnkit {
+namespace RNNKIT_NS {
+
+// int8 products on widened bytes (vpmaddwd, gemm_int8_x86.cpp), whose
+// operands take two registers each: 8 x 32 tiles (16 sums); up to three
+// rows take up to 4 panels a call (8, 8 or 4 registers of sums at a time).
+constexpr int kInt8MR = 8, kInt8NR = 32, kInt8KAlign = 4, kInt8WideRows = 3, kInt8WidePanels = 4;
+
+}  // namespace RNNKIT_NS
+}  // namespace rnnkit
 #include "kernels/config_products_portable.h"
 #endif

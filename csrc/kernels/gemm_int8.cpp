@@ -1,8 +1,9 @@
 // int8 products with int32 sums, dequantized to float32 (product_table.h):
-// the portable forms, which every ISA without int8 dot-product
-// instructions compiles.
+// the portable forms, the reference every ISA's vector kernels equal bit
+// for bit, and the table entry that picks this ISA's kernels.
 #include <cmath>
 
+#include "kernels/gemm_int8.h"
 #include "kernels/kernels_isa.h"
 #include "kernels/lowp_scalar.h"
 
@@ -52,6 +53,12 @@ void fill_int8(Int8Kernels& k) {
     k.quantize_rows = quantize_rows;
     k.pack_panel = pack_panel;
     k.gemm = gemm;
+#if RNNKIT_INT8_X86
+    // x86 vectors: AVX2 or AVX-512, with or without VNNI (gemm_int8_x86.cpp).
+    k.quantize_rows = int8_quantize_rows_x86;
+    k.pack_panel = int8_pack_panel_x86;
+    k.gemm = int8_gemm_x86;
+#endif
 }
 
 }  // namespace RNNKIT_NS
