@@ -151,6 +151,21 @@ ENGINES = (
 BY_KEY = {e.key: e for e in ENGINES}
 
 
+def engines(precision: str) -> list:
+    """The usable engines of a precision."""
+    return [e for e in ENGINES if e.precision == precision and e.missing() is None]
+
+
+def fold_bound(stats: dict):
+    """Timing stats with the "gemm:<engine>" entries replaced by the fastest as "gemm", and
+    {engine key: median seconds} of every engine (empty when there were none)."""
+    timed = {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("gemm:")}
+    out = {k: v for k, v in stats.items() if not k.startswith("gemm:")}
+    if timed:
+        out["gemm"] = min(timed.values(), key=lambda v: v["median_s"])
+    return out, {k: v["median_s"] for k, v in timed.items()}
+
+
 # ---- rates -------------------------------------------------------------------------
 
 def engine_rate(engine: Engine, threads: int, n: int = RATE_N) -> float:
@@ -166,7 +181,7 @@ def measure_rates(precisions, threads: int) -> dict:
     the engine with the highest rate chosen; precisions without a usable engine are left out."""
     out = {}
     for precision in precisions:
-        rates = {e.key: engine_rate(e, threads) for e in ENGINES if e.precision == precision and e.missing() is None}
+        rates = {e.key: engine_rate(e, threads) for e in engines(precision)}
         if rates:
             best = max(rates, key=rates.get)
             out[precision] = {"engine": best, "label": BY_KEY[best].label, "gflops": rates[best],

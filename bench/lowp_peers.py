@@ -32,6 +32,16 @@ NOT_SUPPORTED = "n/a (not supported by this build)"
 _support: dict = {}
 
 
+def availability() -> dict:
+    """Candidate -> why it cannot run, for those of the usable libraries that cannot."""
+    why = {}
+    if optional_import("torch") is not None and optional_import("torch.ao.quantization") is None:
+        why["torch_int8"] = "torch.ao.quantization not importable"
+    if optional_import("onnxruntime") is not None and optional_import("onnxruntime.quantization") is None:
+        why["ort_int8"] = "onnxruntime.quantization not importable"
+    return why
+
+
 def rnnkit_missing(precision: str, mode: str, cell: str = "lstm") -> Optional[str]:
     """None when this rnnkit runs `mode` with products in `precision`, else NOT_SUPPORTED.
 
@@ -122,18 +132,19 @@ BUILDERS = {"rnnkit": build_rnnkit, "rnnkit_f32": build_rnnkit_f32, "torch_bf16"
             "torch_autocast": build_torch_autocast, "torch_int8": build_torch_int8, "ort_int8": build_ort_int8}
 
 
-def build_all(case: Case, data: dict, usable, engine_key: Optional[str]) -> dict:
-    """Candidate name -> Candidate for every usable library with this case's mode; the bound
-    through `engine_key` (bounds.ENGINES; None: no bound)."""
-    out = {}
+def build_all(case: Case, data: dict, usable) -> dict:
+    """Candidate name -> Candidate for every usable library with this case's mode. The bound
+    comes once per GEMM engine of the precision, as "gemm:<engine>" (bounds.fold_bound
+    keeps the fastest as "gemm" after timing)."""
+    out, why = {}, availability()
     for name in ORDER[case.precision]:
-        if LIBRARY[name] not in usable:
+        if LIBRARY[name] not in usable or name in why:
             continue
         if name == "gemm":
-            cand = build_gemm(case, data, bounds.BY_KEY[engine_key]) if engine_key else None
-        else:
-            cand = BUILDERS[name](case, data)
+            for engine in bounds.engines(case.precision):
+                out[f"gemm:{engine.key}"] = build_gemm(case, data, engine)
+            continue
+        cand = BUILDERS[name](case, data)
         if cand is not None:
             out[name] = cand
     return out
-

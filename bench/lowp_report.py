@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from lowp_peers import NOT_SUPPORTED, ORDER, RIVALS
 from peers import LABELS
-from report import DISTURBED, geomean, case_table, format_table, precision_of
+from report import DISTURBED, case_table, format_table, geomean, precision_of
 
 # Issue 18's targets.
 GEOMEAN_TARGET = {"bf16": 1.3, "int8": 1.2}
@@ -121,7 +121,9 @@ def _accuracy(recs, precision: str) -> dict:
     if not compared:
         target = {"target": name, "pass": None, "detail": _missing(recs) or "no case in this run"}
     else:
-        target = {"target": name, "pass": not worse, "detail": f"larger in {len(worse)} of {compared} comparisons"}
+        missing = _missing(recs)
+        target = {"target": name, "pass": not worse,
+                  "detail": f"larger in {len(worse)} of {compared} comparisons" + (f"; {missing}" if missing else "")}
     return {"compared": compared, "rnnkit_larger": worse, "target": target}
 
 
@@ -186,6 +188,15 @@ def text(records, summary: dict) -> str:
                 f"{t} thr {v['gflops']:.0f} GFLOP/s via {v['label']}" +
                 (" (" + ", ".join(f"{k} {g:.0f}" for k, g in v["candidates"].items()) + ")"
                  if len(v["candidates"]) > 1 else "") for t, v in rates.items()))
+        wins = {}
+        for r in recs:
+            engines = r.get("bound_engines_s") or {}
+            if engines:
+                best = min(engines, key=engines.get)
+                wins[best] = wins.get(best, 0) + 1
+        if wins:
+            lines.append(f"{precision} GEMM bound per case, fastest engine: " +
+                         ", ".join(f"{k} in {n} cases" for k, n in sorted(wins.items())))
         lines.append(f"{precision}: geometric-mean speed-up of rnnkit {precision} (x > 1: rnnkit faster):")
         for key, v in s["geomean_speedup"].items():
             rival, mode, cell = key.split("/")

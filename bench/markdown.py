@@ -72,7 +72,8 @@ def lowp_table(cases: list, precision: str) -> str:
     cols, rivals = LOWP[precision]
     labels = dict(cols)
     head = (["cell", "mode", "T x B x I x H", "thr"] + [label for _, label in cols] +
-            ["vs faster peer", "vs rnnkit f32", "rnnkit / bound"] + [f"y err {labels[n]}" for n in ("rnnkit",) + rivals])
+            ["vs faster peer", "vs rnnkit f32", "rnnkit / bound"] +
+            [f"y err {labels[n]}" for n in ("rnnkit",) + rivals])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in cases:
         times = [c["peers"][n]["median_s"] for n in rivals if n in c["peers"]]

@@ -36,13 +36,25 @@ DEFINITIONS = {
     "accuracy": "bf16 and int8 cases: max |candidate - float64 reference| per output on the warm-up call "
                 "(max_abs_err), and the reference's largest magnitude per output (reference_max_abs)",
     "gemm_rates": "per precision and thread count: GFLOP/s of a 2048^3 product through each GEMM engine "
-                  "(bounds.py), and the fastest one, which the case's GEMM bound then uses",
+                  "(bounds.py), and the fastest one (pct_gemm_rate is relative to it)",
+    "bound_engines_s": "bf16 and int8 cases: median seconds of the case's products through each GEMM engine of "
+                       "the precision; peers.gemm (the bound) is the fastest of them",
     "rnnkit_over_bound": "rnnkit median / GEMM-only bound median (the bound in the case's precision)",
     "check": "max|peer - rnnkit| / max|rnnkit| per output on the warm-up call",
     "background_cpu": "share of all CPUs used by other processes (or stolen by the hypervisor) while the case "
                       "ran; above ~0.1 the case's timings are disturbed",
     "train": "rnnkit: pack + forward(training=True) + backward(dy=ones); torch: zero grads, forward with "
              "requires_grad input, backward(dy=ones); ONNX Runtime has no training",
+    "bf16 candidates": "rnnkit: weights packed with bf16 products (float32 in and out; train re-packs the float32 "
+                       "master weights each step); rnnkit_f32: rnnkit's float32 on the same case; torch_bf16: "
+                       "module.to(torch.bfloat16) fed bf16 input (and bf16 dy); torch_autocast: the float32 module, "
+                       "each call inside torch.autocast('cpu', dtype=torch.bfloat16); gemm: the layer's products "
+                       "through torch.matmul on bf16 operands",
+    "int8 candidates": "rnnkit: weights packed with int8 products (per-row weight scales, activations quantized "
+                       "per step); rnnkit_f32 as for bf16; torch_int8: torch.ao.quantization.quantize_dynamic"
+                       "(qint8) of the module; ort_int8 (LSTM only): ONNX Runtime quantize_dynamic(per_channel=True, "
+                       "QInt8) of the float ONNX model, a com.microsoft DynamicQuantizeLSTM; gemm: the layer's "
+                       "products as u8 x s8 / s8 x s8 -> int32, the faster of ORT MatMulInteger and torch._int_mm",
 }
 
 
@@ -61,7 +73,8 @@ def metadata(args, blas_note: str) -> dict:
         "cpu_model": cpu_model(), "machine": platform.machine(), "system": platform.platform(),
         "cores": core_count(), "threads": args.threads, "quick": args.quick, "settle_s": args.settle,
         "primed": args.prime,
-        "dtype": "float32", "versions": versions, "blas_threads": blas_note, "numpy_blas": blas,
+        "dtype": "float32", "precisions": args.precision, "versions": versions, "blas_threads": blas_note,
+        "numpy_blas": blas,
     }
 
 

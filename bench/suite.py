@@ -89,18 +89,20 @@ def set_threads(n: int) -> None:
         torch.set_num_threads(n)
 
 
-def run_case(case, data, usable, blas_limit, args, engine_key=None) -> tuple:
+def run_case(case, data, usable, blas_limit, args) -> tuple:
     """(stats per peer, timing settings, check errors, background CPU share, extra record fields) of one case.
 
     float32 cases are checked against rnnkit; bf16 and int8 cases against the float64
-    reference, whose errors they record (engine_key: the GEMM engine of their bound)."""
+    reference, whose errors they record, and keep the fastest GEMM engine's time as their bound."""
     set_threads(case.threads)
     extra = {}
+    # The float64 reference (once per cell, shape and mode) at BLAS's own thread count: it is not timed.
+    ref = accuracy.reference_outputs(case, data) if case.precision != "float32" else None
     with blas_limit(case.threads):
         if case.precision == "float32":
             cands = peers.build_all(case, data, usable)
         else:
-            cands = lowp_peers.build_all(case, data, usable, engine_key)
+            cands = lowp_peers.build_all(case, data, usable)
             gone = lowp_peers.rnnkit_missing(case.precision, case.mode, case.cell)
             extra["unsupported"] = {"rnnkit": gone} if gone else {}
         fns = {n: c.fn for n, c in cands.items()}
@@ -110,7 +112,7 @@ def run_case(case, data, usable, blas_limit, args, engine_key=None) -> tuple:
             errs = check(case, cands, first)
         else:
             errs = {}
-            extra["accuracy"] = accuracy.measure(case, cands, first, accuracy.reference_outputs(case, data))
+            extra["accuracy"] = accuracy.measure(case, cands, first, ref)
         del first
         level = "quick" if args.quick else "full"
         background = host.Background().start()
@@ -123,7 +125,10 @@ def run_case(case, data, usable, blas_limit, args, engine_key=None) -> tuple:
             reps = args.repeats or timing.choose_repeats(cost, args.settle, budget, lo, hi)
             samples = timing.interleaved(fns, reps, args.settle, primes)
             settings = {"repeats": reps}
-    return {n: timing.summarize(s) for n, s in samples.items()}, settings, errs, background.stop(), extra
+    stats = {n: timing.summarize(s) for n, s in samples.items()}
+    if case.precision != "float32":
+        stats, extra["bound_engines_s"] = bounds.fold_bound(stats)
+    return stats, settings, errs, background.stop(), extra
 
 
 def run_memory(args, shapes, usable) -> dict:
@@ -186,13 +191,15 @@ def run(args) -> int:
     blas_limit, blas_note = timing.blas_threads()
     meta = report.metadata(args, blas_note)
     meta["peers_unavailable"] = {n: w for n, w in why.items() if w}
+    if any(p != "float32" for p in args.precision):
+        meta["peers_unavailable"].update(lowp_peers.availability())
     print(f"rnnkit {meta['versions']['rnnkit']} isa={meta['isa']} ({', '.join(meta['available_isas'])}), "
           f"{meta['cpu_model']}, {meta['cores']} cores; peers: {', '.join(usable)}", flush=True)
     for n, w in meta["peers_unavailable"].items():
         print(f"  {peers.LABELS[n]} skipped: {w}")
 
     # The GEMM rates every GFLOP/s figure is compared with, once per thread count: float32
-    # through NumPy (sgemm), bf16 and int8 through the fastest engine each has here.
+    # through NumPy (sgemm), bf16 and int8 through the fastest of the engines each has here.
     lowp = [p for p in args.precision if p != "float32"]
     sgemm, rates = {}, {p: {} for p in lowp}
     for t in args.threads:
@@ -211,11 +218,12 @@ def run(args) -> int:
         key = (case.cell, case.T, case.B, case.I, case.H)
         if key != data_key:
             data_key, data = key, peers.make_data(*key)
-        rate = rates.get(case.precision, {}).get(case.threads) if case.precision != "float32" else None
-        stats, settings, errs, background, extra = run_case(case, data, usable, blas_limit, args,
-                                                            rate and rate["engine"])
-        rate_value = sgemm[case.threads] if case.precision == "float32" else rate and rate["gflops"]
-        records.append(report.case_record(case, stats, rate_value, errs, settings, background, extra))
+        stats, settings, errs, background, extra = run_case(case, data, usable, blas_limit, args)
+        if case.precision == "float32":
+            rate = sgemm[case.threads]
+        else:
+            rate = rates.get(case.precision, {}).get(case.threads, {}).get("gflops")
+        records.append(report.case_record(case, stats, rate, errs, settings, background, extra))
         bar.step()
     bar.close()
 
@@ -224,7 +232,8 @@ def run(args) -> int:
         {"available": False, "note": "float32 not in --precision"}
     summary = report.summarize(records, mem)
     if lowp:
-        summary["lowp"] = lowp_report.summarize(records, {p: {str(t): v for t, v in r.items()} for p, r in rates.items()})
+        rates_json = {p: {str(t): v for t, v in r.items()} for p, r in rates.items()}
+        summary["lowp"] = lowp_report.summarize(records, rates_json)
     meta["elapsed_s"] = round(time.time() - t_start, 1)
     meta["background_cpu"] = run_background.stop()
     doc = {"meta": meta, "definitions": report.DEFINITIONS, "sgemm_gflops": {str(t): g for t, g in sgemm.items()},
