@@ -139,7 +139,12 @@ def _torch_int_mm_missing():
     torch = optional_import("torch")
     if torch is None:
         return "torch not importable"
-    return None if hasattr(torch, "_int_mm") else "torch._int_mm absent"
+    # Older torch builds lack it, or have it for CUDA only: ask with a tiny product.
+    try:
+        torch._int_mm(torch.ones((17, 8), dtype=torch.int8), torch.ones((8, 8), dtype=torch.int8))
+    except (AttributeError, RuntimeError, NotImplementedError) as e:
+        return f"torch._int_mm unusable on CPU: {str(e).splitlines()[0][:80]}"
+    return None
 
 
 ENGINES = (
