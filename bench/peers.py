@@ -9,7 +9,9 @@ each timed call.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import inspect
 from typing import Callable, NamedTuple, Optional
 
 import numpy as np
@@ -30,7 +32,10 @@ class Candidate(NamedTuple):
 # Display order of the peers; "gemm" is the lower bound, not a library.
 PEER_ORDER = ("rnnkit", "torch", "ort", "reference", "gemm")
 LABELS = {"rnnkit": "rnnkit", "torch": "PyTorch", "ort": "ONNX Runtime", "reference": "NumPy ref",
-          "gemm": "GEMM bound"}
+          "gemm": "GEMM bound",
+          # Reduced-precision cases (lowp_peers.py); there "rnnkit" is rnnkit in the case's precision.
+          "rnnkit_f32": "rnnkit f32", "torch_bf16": "PyTorch bf16", "torch_autocast": "PyTorch autocast",
+          "torch_int8": "PyTorch int8", "ort_int8": "ONNX RT int8"}
 
 _modules: dict = {}
 
@@ -75,13 +80,30 @@ def _plist(params):
 
 # ---- rnnkit ---------------------------------------------------------------------
 
+# rnnkit's names of the products' precisions.
+CORE_PRECISION = {"float32": "float32", "bf16": "bfloat16", "int8": "int8"}
+
+
+def pack_rnnkit(cell: str, params: dict, precision: str = "float32"):
+    """rnnkit's packed weights with products in `precision` (float32 weights either way).
+
+    Reduced precisions go through pack_lstm/pack_gru(precision=) where this rnnkit has it,
+    else through the core's pack(), which has taken precision= since the low-precision core."""
+    pack = rnnkit.pack_lstm if cell == "lstm" else rnnkit.pack_gru
+    if precision == "float32":
+        return pack(*_plist(params))
+    name = CORE_PRECISION[precision]
+    if "precision" in inspect.signature(pack).parameters:
+        return pack(*_plist(params), precision=name)
+    return rnnkit._core.pack(cell, *_plist(params), True, name)
+
+
 def build_rnnkit(case: Case, data: dict) -> Candidate:
     lstm = case.cell == "lstm"
-    pack = rnnkit.pack_lstm if lstm else rnnkit.pack_gru
     forward = rnnkit.lstm_forward if lstm else rnnkit.gru_forward
     backward = rnnkit.lstm_backward if lstm else rnnkit.gru_backward
     p, x, dy = _plist(data["params"]), data["x"], data["dy"]
-    w, x1 = pack(*p), x[:1]
+    w, x1 = pack_rnnkit(case.cell, data["params"], case.precision), x[:1]
 
     if case.mode == "inference":
         return Candidate(lambda: forward(x, w), lambda out: {"y": out[0]}, lambda: forward(x1, w))
@@ -96,8 +118,9 @@ def build_rnnkit(case: Case, data: dict) -> Candidate:
 
     # A training step re-packs: weights change after every optimizer step.
     # It packs them into the memory of the previous step's packing, as a
-    # training loop does (PackedWeights.update).
-    train_w = pack(*p)
+    # training loop does (PackedWeights.update); reduced precisions re-round
+    # the float32 master weights there.
+    train_w = pack_rnnkit(case.cell, data["params"], case.precision)
 
     def train():
         train_w.update(*p)
@@ -115,7 +138,7 @@ def build_rnnkit(case: Case, data: dict) -> Candidate:
 TORCH_NAMES = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh"}
 
 
-def _load_torch(torch, mod, params: dict, suffix: str) -> None:
+def load_torch(torch, mod, params: dict, suffix: str) -> None:
     """Copy the shared weights into a torch module (suffix "_l0" for nn.LSTM/nn.GRU, "" for cells)."""
     with torch.no_grad():
         for ours, theirs in TORCH_NAMES.items():
@@ -129,7 +152,7 @@ def build_torch(case: Case, data: dict) -> Candidate:
     # Step latency: the Cell modules, under no_grad as an inference decoder runs them.
     if case.mode == "step":
         mod = (torch.nn.LSTMCell if lstm else torch.nn.GRUCell)(case.I, case.H)
-        _load_torch(torch, mod, data["params"], "")
+        load_torch(torch, mod, data["params"], "")
         x0, h, c = (torch.from_numpy(a) for a in (data["x"][0], data["h0"], data["c0"]))
 
         def step():
@@ -140,39 +163,58 @@ def build_torch(case: Case, data: dict) -> Candidate:
         return Candidate(step, extract, step)
 
     mod = (torch.nn.LSTM if lstm else torch.nn.GRU)(case.I, case.H)
-    _load_torch(torch, mod, data["params"], "_l0")
-    params = [mod.weight_ih_l0, mod.weight_hh_l0, mod.bias_ih_l0, mod.bias_hh_l0]
-    x1 = torch.from_numpy(data["x"][:1])
+    load_torch(torch, mod, data["params"], "_l0")
+    return torch_sequence(case, data, mod)
+
+
+def _to_numpy(t) -> np.ndarray:
+    return t.detach().float().numpy()
+
+
+def torch_sequence(case: Case, data: dict, mod, dtype=None, region=contextlib.nullcontext) -> Candidate:
+    """Inference or training call of a torch nn.LSTM/nn.GRU-like module (weights loaded).
+
+    dtype: the input's dtype when not float32 (a bfloat16 module's); region: a context
+    every call runs in (an autocast region)."""
+    torch = optional_import("torch")
+
+    def tensor(a):
+        t = torch.from_numpy(a)
+        return t if dtype is None else t.to(dtype)
+    x1 = tensor(data["x"][:1])
 
     def prime():
-        with torch.no_grad():
+        with torch.no_grad(), region():
             return mod(x1)
 
     if case.mode == "inference":
         mod.eval()
-        xt = torch.from_numpy(data["x"])
+        xt = tensor(data["x"])
 
         def infer():
-            with torch.no_grad():
+            with torch.no_grad(), region():
                 return mod(xt)
-        return Candidate(infer, lambda out: {"y": out[0].numpy()}, prime)
+        return Candidate(infer, lambda out: {"y": _to_numpy(out[0])}, prime)
 
     # Training: zero the grads, forward with an input that wants its gradient, backward with dy.
     mod.train()
-    xt = torch.from_numpy(data["x"].copy()).requires_grad_(True)
-    dyt = torch.from_numpy(data["dy"])
+    params = [mod.weight_ih_l0, mod.weight_hh_l0, mod.bias_ih_l0, mod.bias_hh_l0]
+    xt = tensor(data["x"].copy()).requires_grad_(True)
+    # dy in the output's dtype (autocast returns bfloat16 from some modules, float32 from others).
+    dys = {d: torch.from_numpy(data["dy"]).to(d) for d in (torch.float32, torch.bfloat16)}
 
     def train():
         mod.zero_grad(set_to_none=True)
         xt.grad = None
-        y, _ = mod(xt)
-        y.backward(dyt)
+        with region():
+            y, _ = mod(xt)
+        y.backward(dys[y.dtype])
         return y, xt.grad, [q.grad for q in params]
 
     def extract(out):
         y, dx, g = out
-        return {"y": y.detach().numpy(), "dx": dx.numpy(), "dw_ih": g[0].numpy(), "dw_hh": g[1].numpy(),
-                "db_ih": g[2].numpy()}
+        return {"y": _to_numpy(y), "dx": _to_numpy(dx), "dw_ih": _to_numpy(g[0]), "dw_hh": _to_numpy(g[1]),
+                "db_ih": _to_numpy(g[2])}
     return Candidate(train, extract, prime)
 
 
@@ -182,10 +224,17 @@ def build_ort(case: Case, data: dict) -> Optional[Candidate]:
     # ONNX Runtime's CPU package runs inference only.
     if case.mode == "train":
         return None
-    from onnx_model import build_model, make_session
+    from onnx_graph import build_model
+
+    model = build_model(case.cell, case.B, case.I, case.H, data["params"], with_state=case.mode == "step")
+    return ort_candidate(case, data, model)
+
+
+def ort_candidate(case: Case, data: dict, model) -> Candidate:
+    """A session of `model` (an onnx_graph model, or one derived from it) run on the case's input."""
+    from onnx_graph import make_session
 
     step = case.mode == "step"
-    model = build_model(case.cell, case.B, case.I, case.H, data["params"], with_state=step)
     sess = make_session(model, case.threads)
     feeds = {"X": data["x"]}
     if step:
@@ -208,6 +257,11 @@ def build_reference(case: Case, data: dict) -> Optional[Candidate]:
     # float64 and one Python step per time step: only small shapes, never single steps.
     if case.mode == "step" or case.forward_flops >= REFERENCE_MAX_FLOPS:
         return None
+    return reference_run(case, data)
+
+
+def reference_run(case: Case, data: dict) -> Candidate:
+    """The float64 reference's forward (inference) or forward and backward (train), any size."""
     lstm = case.cell == "lstm"
     p = [a.astype(np.float64) for a in _plist(data["params"])]
     x, dy = data["x"].astype(np.float64), data["dy"].astype(np.float64)
@@ -231,45 +285,11 @@ def build_reference(case: Case, data: dict) -> Optional[Candidate]:
 # ---- GEMM-only lower bound ---------------------------------------------------------------
 
 def build_gemm(case: Case, data: dict) -> Candidate:
-    """The layer's matrix products alone through NumPy's BLAS, outputs preallocated."""
-    T, B, I, H, GH = case.T, case.B, case.I, case.H, case.gates * case.H
-    rng = np.random.default_rng(1)
-    w_ih_t = np.ascontiguousarray(data["params"]["w_ih"].T)  # (I, GH)
-    w_hh_t = np.ascontiguousarray(data["params"]["w_hh"].T)  # (H, GH)
-    w_ih, w_hh = data["params"]["w_ih"], data["params"]["w_hh"]
-    xs = data["x"].reshape(T * B, I)
-    h = data["h0"]
-    gates_x = np.empty((T * B, GH), np.float32)
-    gates_h = np.empty((T, B, GH), np.float32)
+    """The layer's matrix products alone through NumPy's BLAS (float32), outputs preallocated."""
+    import bounds
 
-    def forward():
-        np.matmul(xs, w_ih_t, out=gates_x)
-        for t in range(T):
-            np.matmul(h, w_hh_t, out=gates_h[t])
-
-    # Priming: a product big enough for OpenBLAS to use its threads (up to 256 rows).
-    rows = min(T * B, 256)
-    prime = forward if case.mode == "step" else (lambda: np.matmul(xs[:rows], w_ih_t, out=gates_x[:rows]))
-    if case.mode != "train":
-        return Candidate(forward, None, prime)
-
-    # Backward: per-step dh = dgates W_hh, then dX, dW_ih, dW_hh as one product each.
-    dgates = rng.uniform(-0.1, 0.1, (T * B, GH)).astype(np.float32)
-    dgates_t = dgates.reshape(T, B, GH)
-    hs = rng.uniform(-0.5, 0.5, (T * B, H)).astype(np.float32)
-    dh = np.empty((B, H), np.float32)
-    dx = np.empty((T * B, I), np.float32)
-    dw_ih = np.empty((GH, I), np.float32)
-    dw_hh = np.empty((GH, H), np.float32)
-
-    def train():
-        forward()
-        for t in range(T - 1, -1, -1):
-            np.matmul(dgates_t[t], w_hh, out=dh)
-        np.matmul(dgates, w_ih, out=dx)
-        np.matmul(dgates.T, xs, out=dw_ih)
-        np.matmul(dgates.T, hs, out=dw_hh)
-    return Candidate(train, None, prime)
+    run, prime = bounds.bound_callables(case, data, bounds.BY_KEY["numpy_f32"])
+    return Candidate(run, None, prime)
 
 
 BUILDERS = {"rnnkit": build_rnnkit, "torch": build_torch, "ort": build_ort, "reference": build_reference,

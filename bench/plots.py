@@ -1,13 +1,21 @@
-"""PNG figures: per mode, rnnkit's speed-up over each peer and every peer's time over the GEMM bound."""
+"""PNG figures: per precision and mode, rnnkit's speed-up over each peer and every peer's time over
+the GEMM bound (float32: inference.png, train.png, step.png; bf16_inference.png, bf16_train.png,
+int8_inference.png)."""
 
 from __future__ import annotations
 
 import os
 
+import lowp_peers
 from peers import LABELS, PEER_ORDER
-from report import RIVALS
+from report import RIVALS, precision_of
 
-COLORS = {"rnnkit": "#1b9e77", "torch": "#d95f02", "ort": "#7570b3", "reference": "#999999", "gemm": "#333333"}
+COLORS = {"rnnkit": "#1b9e77", "torch": "#d95f02", "ort": "#7570b3", "reference": "#999999", "gemm": "#333333",
+          "rnnkit_f32": "#66c2a5", "torch_bf16": "#d95f02", "torch_autocast": "#fdae61", "torch_int8": "#d95f02",
+          "ort_int8": "#7570b3"}
+# Candidates and rivals per precision; reduced precisions also compare with rnnkit's own float32.
+ORDER = {"float32": PEER_ORDER, **lowp_peers.ORDER}
+SPEEDUP_OVER = {"float32": RIVALS, **{p: r + ("rnnkit_f32",) for p, r in lowp_peers.RIVALS.items()}}
 
 
 def _grouped_bars(ax, groups, series, values, ref_line=1.0):
@@ -34,23 +42,24 @@ def draw(records, out_dir: str, meta: dict):
         print("warning: matplotlib not importable, no plots")
         return []
     paths = []
-    for mode in ("inference", "train", "step"):
-        recs = [r for r in records if r["mode"] == mode]
+    for precision, mode in [(p, m) for p in ORDER for m in ("inference", "train", "step")]:
+        recs = [r for r in records if r["mode"] == mode and precision_of(r) == precision]
         if not recs:
             continue
         threads = sorted({r["threads"] for r in recs})
-        present = [n for n in PEER_ORDER if any(n in r["peers"] for r in recs)]
-        rivals = [n for n in RIVALS if n in present]
+        present = [n for n in ORDER[precision] if any(n in r["peers"] for r in recs)]
+        rivals = [n for n in SPEEDUP_OVER[precision] if n in present]
+        tag = "" if precision == "float32" else f"{precision} "
         fig, axes = plt.subplots(2, len(threads), figsize=(5.5 * len(threads), 8), squeeze=False)
         for col, n_thr in enumerate(threads):
             sub = [r for r in recs if r["threads"] == n_thr]
             groups = [f"{r['cell']} {r['shape']}" for r in sub]
             # Top: how many times faster rnnkit is than each peer (above 1: rnnkit wins).
             speed = {(f"{r['cell']} {r['shape']}", n): r["peers"][n]["rnnkit_speedup"] for r in sub
-                     for n in rivals if n in r["peers"]}
+                     for n in rivals if n in r["peers"] and r["peers"][n]["rnnkit_speedup"]}
             ax = axes[0][col]
             _grouped_bars(ax, groups, rivals, speed)
-            ax.set_title(f"{mode}, {n_thr} thread(s): rnnkit speed-up over peer")
+            ax.set_title(f"{tag}{mode}, {n_thr} thread(s): rnnkit {tag}speed-up over peer")
             ax.set_ylabel("peer time / rnnkit time (above 1: rnnkit faster)")
             ax.legend(fontsize=7)
             # Bottom: every library's time in units of the GEMM-only bound (1 = as fast as the bare GEMMs).
@@ -59,12 +68,13 @@ def draw(records, out_dir: str, meta: dict):
             norm = {(f"{r['cell']} {r['shape']}", n): r["peers"][n]["median_s"] / r["peers"]["gemm"]["median_s"]
                     for r in sub if "gemm" in r["peers"] for n in libs if n in r["peers"]}
             _grouped_bars(ax, groups, libs, norm)
-            ax.set_title(f"{mode}, {n_thr} thread(s): time / GEMM-only bound")
+            ax.set_title(f"{tag}{mode}, {n_thr} thread(s): time / {tag}GEMM-only bound")
             ax.set_ylabel("time / GEMM bound (lower is better)")
             ax.legend(fontsize=7)
-        fig.suptitle(f"rnnkit {meta['versions']['rnnkit']} ({meta['isa']}), {meta['cpu_model']}, float32", fontsize=9)
+        fig.suptitle(f"rnnkit {meta['versions']['rnnkit']} ({meta['isa']}), {meta['cpu_model']}, {precision}",
+                     fontsize=9)
         fig.tight_layout()
-        path = os.path.join(out_dir, f"{mode}.png")
+        path = os.path.join(out_dir, f"{mode}.png" if precision == "float32" else f"{precision}_{mode}.png")
         fig.savefig(path, dpi=110)
         plt.close(fig)
         paths.append(path)

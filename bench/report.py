@@ -27,14 +27,34 @@ DEFINITIONS = {
                             "meta.primed, an untimed one-time-step call of the same peer); "
                             "for step cases seconds per call, averaged over a batch of back-to-back calls",
     "gflops": "flops / median_s / 1e9",
-    "pct_sgemm": "gflops as % of sgemm_gflops at the case's thread count",
-    "rnnkit_speedup": "this peer's median / rnnkit's median (>1: rnnkit faster)",
-    "rnnkit_over_bound": "rnnkit median / GEMM-only bound median",
+    "pct_sgemm": "gflops as % of sgemm_gflops at the case's thread count (float32 cases)",
+    "pct_gemm_rate": "gflops as % of gemm_rates[precision] at the case's thread count (bf16 and int8 cases)",
+    "rnnkit_speedup": "this peer's median / rnnkit's median (>1: rnnkit faster); in bf16 and int8 cases rnnkit "
+                      "is rnnkit in that precision (absent, with `unsupported`, where this build lacks the mode)",
+    "precision": "of the products: float32, bf16 (rnnkit bf16 vs PyTorch bf16 module and autocast) or int8 "
+                 "(rnnkit int8 vs PyTorch quantize_dynamic qint8 and ONNX Runtime DynamicQuantizeLSTM)",
+    "accuracy": "bf16 and int8 cases: max |candidate - float64 reference| per output on the warm-up call "
+                "(max_abs_err), and the reference's largest magnitude per output (reference_max_abs)",
+    "gemm_rates": "per precision and thread count: GFLOP/s of a 2048^3 product through each GEMM engine "
+                  "(bounds.py), and the fastest one (pct_gemm_rate is relative to it)",
+    "bound_engines_s": "bf16 and int8 cases: median seconds of the case's products through each GEMM engine of "
+                       "the precision; peers.gemm (the bound) is the fastest of them",
+    "rnnkit_over_bound": "rnnkit median / GEMM-only bound median (the bound in the case's precision)",
     "check": "max|peer - rnnkit| / max|rnnkit| per output on the warm-up call",
     "background_cpu": "share of all CPUs used by other processes (or stolen by the hypervisor) while the case "
                       "ran; above ~0.1 the case's timings are disturbed",
     "train": "rnnkit: pack + forward(training=True) + backward(dy=ones); torch: zero grads, forward with "
              "requires_grad input, backward(dy=ones); ONNX Runtime has no training",
+    "bf16 candidates": "rnnkit: weights packed with bf16 products (float32 in and out; train re-packs the float32 "
+                       "master weights each step); rnnkit_f32: rnnkit's float32 on the same case; torch_bf16: "
+                       "module.to(torch.bfloat16) fed bf16 input (and bf16 dy); torch_autocast: the float32 module, "
+                       "each call inside torch.autocast('cpu', dtype=torch.bfloat16); gemm: the layer's products "
+                       "through torch.matmul on bf16 operands",
+    "int8 candidates": "rnnkit: weights packed with int8 products (per-row weight scales, activations quantized "
+                       "per step); rnnkit_f32 as for bf16; torch_int8: torch.ao.quantization.quantize_dynamic"
+                       "(qint8) of the module; ort_int8 (LSTM only): ONNX Runtime quantize_dynamic(per_channel=True, "
+                       "QInt8) of the float ONNX model, a com.microsoft DynamicQuantizeLSTM; gemm: the layer's "
+                       "products as u8 x s8 / s8 x s8 -> int32, the faster of ORT MatMulInteger and torch._int_mm",
 }
 
 
@@ -53,32 +73,43 @@ def metadata(args, blas_note: str) -> dict:
         "cpu_model": cpu_model(), "machine": platform.machine(), "system": platform.platform(),
         "cores": core_count(), "threads": args.threads, "quick": args.quick, "settle_s": args.settle,
         "primed": args.prime,
-        "dtype": "float32", "versions": versions, "blas_threads": blas_note, "numpy_blas": blas,
+        "dtype": "float32", "precisions": args.precision, "versions": versions, "blas_threads": blas_note,
+        "numpy_blas": blas,
     }
 
 
-def case_record(case, stats: dict, sgemm: float, check: dict, timing: dict, background) -> dict:
-    """One case's figures for every peer, plus rnnkit's ratios."""
-    base = stats["rnnkit"]["median_s"]
+def case_record(case, stats: dict, rate: float, check: dict, timing: dict, background, extra=None) -> dict:
+    """One case's figures for every peer, plus rnnkit's ratios.
+
+    rate: GFLOP/s of the case precision's GEMM (sgemm for float32); extra: more fields
+    (reduced precisions: accuracy, unsupported)."""
+    base = stats["rnnkit"]["median_s"] if "rnnkit" in stats else None
+    pct = "pct_sgemm" if case.precision == "float32" else "pct_gemm_rate"
     peers = {}
     for name, s in stats.items():
         gflops = case.flops / s["median_s"] / 1e9
-        peers[name] = {**s, "gflops": gflops, "pct_sgemm": 100.0 * gflops / sgemm,
-                       "rnnkit_speedup": s["median_s"] / base}
-    rec = {"cell": case.cell, "mode": case.mode, "shape": case.shape, "T": case.T, "B": case.B, "I": case.I,
-           "H": case.H, "threads": case.threads, "flops": case.flops, **timing, "background_cpu": background,
-           "check": check, "peers": peers}
-    if "gemm" in stats:
+        peers[name] = {**s, "gflops": gflops, pct: 100.0 * gflops / rate if rate else None,
+                       "rnnkit_speedup": s["median_s"] / base if base else None}
+    rec = {"precision": case.precision, "cell": case.cell, "mode": case.mode, "shape": case.shape, "T": case.T,
+           "B": case.B, "I": case.I, "H": case.H, "threads": case.threads, "flops": case.flops, **timing,
+           "background_cpu": background, "check": check, "peers": peers, **(extra or {})}
+    if "gemm" in stats and base:
         rec["rnnkit_over_bound"] = base / stats["gemm"]["median_s"]
     return rec
 
 
-def _geomean(values):
+def precision_of(record) -> str:
+    return record.get("precision", "float32")
+
+
+def geomean(values):
     return float(np.exp(np.mean(np.log(values)))) if values else None
 
 
 def summarize(records, memory: dict) -> dict:
-    """Geometric-mean speed-ups, shapes where rnnkit loses, thread scaling, step latencies, memory."""
+    """Float32 cases: geometric-mean speed-ups, shapes where rnnkit loses, thread scaling, step
+    latencies, memory (lowp_report.summarize has the bf16 and int8 cases)."""
+    records = [r for r in records if precision_of(r) == "float32"]
     seq = [r for r in records if r["mode"] != "step"]
     out = {"geomean_speedup": {}, "rnnkit_slower_than_fastest_peer": [], "thread_scaling": [],
            "step_latency_us": [], "memory": memory.get("summary")}
@@ -89,7 +120,7 @@ def summarize(records, memory: dict) -> dict:
                 v = [r["peers"][rival]["rnnkit_speedup"] for r in records
                      if r["mode"] == mode and rival in r["peers"] and cell in (r["cell"], "all")]
                 if v:
-                    out["geomean_speedup"][f"{rival}/{mode}/{cell}"] = {"geomean": _geomean(v), "cases": len(v)}
+                    out["geomean_speedup"][f"{rival}/{mode}/{cell}"] = {"geomean": geomean(v), "cases": len(v)}
     # Cases where some rival beats rnnkit.
     for r in records:
         rivals = {n: r["peers"][n]["median_s"] for n in RIVALS if n in r["peers"]}
@@ -153,13 +184,21 @@ def _pct(share):
     return "-" if share is None else f"{100 * share:.0f}%"
 
 
-def case_table(records, step: bool) -> str:
-    """Times of each peer (ms, or us per call for steps), rnnkit's speed-up over each, rnnkit / bound."""
-    recs = [r for r in records if (r["mode"] == "step") == step]
+def _time(r, name, scale, fmt) -> str:
+    """A peer's median in the table's unit; "n/a" where this build lacks rnnkit's mode."""
+    if name in r["peers"]:
+        return format(r["peers"][name]["median_s"] * scale, fmt)
+    return "n/a" if name in r.get("unsupported", {}) else "-"
+
+
+def case_table(records, step: bool, precision: str = "float32", order=PEER_ORDER, rivals=RIVALS) -> str:
+    """Times of each peer (ms, or us per call for steps), rnnkit's speed-up over each rival, rnnkit / bound,
+    for the cases of one precision (`order`: its candidates, `rivals`: those given an "x vs" column)."""
+    recs = [r for r in records if (r["mode"] == "step") == step and precision_of(r) == precision]
     if not recs:
         return ""
-    present = [n for n in PEER_ORDER if any(n in r["peers"] for r in recs)]
-    rivals = [n for n in RIVALS if n in present]
+    present = [n for n in order if any(n in r["peers"] for r in recs)]
+    rivals = [n for n in rivals if n in present]
     scale, unit = (1e6, "us") if step else (1e3, "ms")
     header = ["cell mode shape", "thr"] + [f"{LABELS[n]} {unit}" for n in present] + \
              [f"x vs {LABELS[n]}" for n in rivals] + (["rnnkit/bound"] if "gemm" in present else []) + ["other cpu"]
@@ -167,7 +206,7 @@ def case_table(records, step: bool) -> str:
     for r in recs:
         p = r["peers"]
         rows.append([f"{r['cell']} {r['mode'][:5]} {r['shape']}", r["threads"]] +
-                    [_num(p[n]["median_s"] * scale if n in p else None, ".3f" if step else ".2f") for n in present] +
+                    [_time(r, n, scale, ".3f" if step else ".2f") for n in present] +
                     [_num(p[n]["rnnkit_speedup"] if n in p else None, ".2f") for n in rivals] +
                     ([_num(r.get("rnnkit_over_bound"), ".2f")] if "gemm" in present else []) +
                     [_pct(r.get("background_cpu"))])

@@ -11,7 +11,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-from cases import GATES  # noqa: E402
+from cases import GATES, PRECISIONS  # noqa: E402
 from peers import PEER_ORDER  # noqa: E402
 from host import core_count  # noqa: E402
 
@@ -37,12 +37,14 @@ def _list(kind, allowed=None):
 def parse_args(argv=None):
     cores = core_count()
     p = argparse.ArgumentParser(description="rnnkit vs PyTorch, ONNX Runtime, the NumPy reference and the "
-                                            "GEMM-only bound, float32, in one process.")
+                                            "GEMM-only bound, in float32, bf16 and int8, in one process.")
     p.add_argument("--quick", action="store_true", help="smaller shape set and fewer repetitions (minutes)")
     p.add_argument("--threads", type=_list("threads"), default=sorted({1, cores}),
                    help=f"comma-separated thread counts (default 1,{cores})" if cores > 1 else "thread counts")
     p.add_argument("--cell", type=_list("cell", tuple(GATES)), default=list(GATES), help="lstm,gru")
     p.add_argument("--mode", type=_list("mode", MODES), default=list(MODES), help="inference,train,step")
+    p.add_argument("--precision", type=_list("precision", PRECISIONS), default=list(PRECISIONS),
+                   help="float32,bf16,int8: products' precisions (bf16: inference and train; int8: inference)")
     p.add_argument("--peers", type=_list("peers", PEER_ORDER), default=list(PEER_ORDER),
                    help="subset of " + ",".join(PEER_ORDER) + " (rnnkit always runs)")
     p.add_argument("--shapes", help="override the sequence shapes, e.g. 50x32x512x512,25x1x512x512 (TxBxIxH)")

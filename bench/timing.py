@@ -108,20 +108,15 @@ def blas_threads():
     return (lambda n: threadpool_limits(limits=n, user_api="blas")), "threadpoolctl limits NumPy's BLAS threads"
 
 
-def sgemm_rate(blas_limit, threads: int, n: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of one large square float32 NumPy matmul at `threads` BLAS threads (median).
+def back_to_back_rate(call, flops: float, repeats: int = 5) -> float:
+    """GFLOP/s of `call` (doing `flops`): one warm-up, then the median of `repeats` timed calls.
 
     Calls run back to back: nothing else runs in between, and a hot thread pool
-    gives the rate the other figures are compared with."""
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((n, n)).astype(np.float32)
-    b = rng.standard_normal((n, n)).astype(np.float32)
-    c = np.empty((n, n), np.float32)
-    with blas_limit(threads):
-        np.matmul(a, b, out=c)
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            np.matmul(a, b, out=c)
-            times.append(time.perf_counter() - t0)
-    return 2.0 * n ** 3 / float(np.median(times)) / 1e9
+    gives the peak rate the other figures are compared with (see bounds.engine_rate)."""
+    call()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return flops / float(np.median(times)) / 1e9
