@@ -47,7 +47,9 @@ inline float quantize_row(int k, int kp, const float* a, std::uint8_t* dst) {
     const float inv = 127.0f / amax;
     for (int p = 0; p < k; ++p) {
         float q = std::nearbyint(a[p] * inv);
-        q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : q);
+        // A row below 127 / FLT_MAX has inv = inf: its zeros give NaN here,
+        // which quantize to 0 (as the vector conversions' clamp does).
+        q = q > 127.0f ? 127.0f : (q < -127.0f ? -127.0f : (q == q ? q : 0.0f));
         dst[p] = std::uint8_t(int(q) + 128);
     }
     for (int p = k; p < kp; ++p) dst[p] = 128;

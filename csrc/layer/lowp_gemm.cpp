@@ -43,7 +43,8 @@ float quantize_column(int K, const float* col, std::int8_t* q) {
     const float inv = 127.0f / amax;
     for (int p = 0; p < K; ++p) {
         const float v = std::nearbyint(col[p] * inv);
-        q[p] = std::int8_t(v > 127.0f ? 127 : (v < -127.0f ? -127 : int(v)));
+        // inv = inf (a column below 127 / FLT_MAX): its zeros give NaN, quantized to 0.
+        q[p] = std::int8_t(v > 127.0f ? 127 : (v < -127.0f ? -127 : (v == v ? int(v) : 0)));
     }
     return amax / 127.0f;
 }
