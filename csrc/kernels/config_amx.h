@@ -14,8 +14,8 @@ namespace RNNKIT_NS {
 // tiles of 16 x 16 (32 x 32), K stepped by one tile's width, 32 bf16 or
 // 64 int8, so K is padded to that and no call has a k tail. Calls of a
 // few rows go to the AVX-512 kernels, with these same panels.
-constexpr int kBf16MR = 32, kBf16NR = 32, kBf16KAlign = 32, kBf16WideRows = 3, kBf16WidePanels = 4;
-constexpr int kInt8MR = 32, kInt8NR = 32, kInt8KAlign = 64, kInt8WideRows = 3, kInt8WidePanels = 4;
+constexpr int kBf16MR = 128, kBf16NR = 32, kBf16KAlign = 32, kBf16WideRows = 3, kBf16WidePanels = 4;
+constexpr int kInt8MR = 128, kInt8NR = 32, kInt8KAlign = 64, kInt8WideRows = 3, kInt8WidePanels = 4;
 
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit

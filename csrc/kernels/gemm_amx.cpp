@@ -3,11 +3,11 @@
 // sums). Compiled only where the compiler targets AMX (the amx ISA); every
 // other ISA gets a fill_amx that leaves its table as it is.
 //
-// A call's block is 32 rows x 32 columns (one panel) in four C tiles of
-// 16 x 16; per K step two A tiles (16 rows each) and two B tiles (16
-// columns each) are loaded. A B tile is a panel slice as it lies: one tile
-// row is one k pair (bf16) or quad (int8) of 16 columns, 64 bytes, and the
-// rows are nr * group elements (128 bytes) apart.
+// A block is 32 rows x 32 columns (one panel) in four C tiles of 16 x 16;
+// per K step two A tiles (16 rows each) and two B tiles (16 columns each)
+// are loaded. A B tile is a panel slice as it lies: one tile row is one k
+// pair (bf16) or quad (int8) of 16 columns, 64 bytes, and the rows are
+// nr * group elements (128 bytes) apart. A call has up to MR = 128 rows.
 //
 // Below kAmxMinRows rows a tile does mostly zero work and the product is
 // memory bound, so those calls go to the vector kernels the table held
@@ -64,153 +64,139 @@ void configure(int rows0, int rows1) {
 // the next call (often microseconds later) pay for ldtilecfg again. The
 // OS saves a thread's 8 KiB of tile data while they are in use.
 
-// ---- float32 C tiles (bf16) ----
-
-// A C tile of fewer than 16 valid columns passes through a 16 x 16
-// scratch (a tile row is 64 bytes, which would overrun C's row).
-inline void stage_c(const float* c, std::ptrdiff_t ldc, int rows, int cols, float* tmp) {
-    for (int i = 0; i < rows; ++i) std::memcpy(tmp + 16 * i, c + i * ldc, sizeof(float) * cols);
-}
-inline void unstage_c(float* c, std::ptrdiff_t ldc, int rows, int cols, const float* tmp) {
-    for (int i = 0; i < rows; ++i) std::memcpy(c + i * ldc, tmp + 16 * i, sizeof(float) * cols);
+inline void configure_rows(int rows) {
+    if (rows > 16)
+        configure(16, rows - 16);
+    else
+        configure(rows, 16);
 }
 
-// C tile T from c (rows x cols valid, rows as configured): zero without
-// accumulate, else C's values. The tile intrinsics spell their tile into
-// the instruction's text, so T must be a literal: macros, not templates.
-#define RNNKIT_AMX_LOAD_C(T, c, ldc, rows, cols, accumulate, tmp)  \
-    do {                                                            \
-        if (!(accumulate)) {                                        \
-            _tile_zero(T);                                          \
-        } else if ((cols) == 16) {                                  \
-            _tile_loadd(T, (c), (ldc) * sizeof(float));             \
-        } else {                                                    \
-            stage_c((c), (ldc), (rows), (cols), (tmp));             \
-            _tile_loadd(T, (tmp), 64);                              \
-        }                                                           \
+// Both columns step K by 64 bytes (a tile row: 32 bf16 or 64 int8) and a
+// panel by 64 * NR bytes per step; the second column tile starts 64 bytes
+// into a panel row. So the tile loops are written once, on bytes; only
+// the dot-product instruction differs.
+constexpr int kNR = 32;
+constexpr std::size_t kBRowBytes = 4 * kNR;  // one panel row: a k pair / quad of 32 columns
+
+// K block of the many-row calls: the panel's slice of kKcBytes * NR bytes
+// (16 KiB) stays in L1 while every 32-row block of the call passes over it.
+constexpr int kKcBytes = 512;
+
+// Where a pass's C tiles come from or go to: nothing (zero: from only),
+// memory (the call's float C, ld_bytes apart; fewer than 16 valid columns
+// pass through a 16 x 16 stage, as a tile row is 64 bytes), or a 32 x 32
+// scratch of a row block (128-byte rows) holding the sums between K
+// blocks or the int8 sums before dequantization (exact either way).
+struct CSide {
+    enum Kind { zero, memory, scratch } kind;
+    void* p;
+    std::ptrdiff_t ld_bytes;
+};
+
+inline void stage_in(const char* c, std::ptrdiff_t ld, int rows, int cols, float* tmp) {
+    for (int i = 0; i < rows; ++i) std::memcpy(tmp + 16 * i, c + i * ld, sizeof(float) * cols);
+}
+inline void stage_out(char* c, std::ptrdiff_t ld, int rows, int cols, const float* tmp) {
+    for (int i = 0; i < rows; ++i) std::memcpy(c + i * ld, tmp + 16 * i, sizeof(float) * cols);
+}
+
+// Tile T from / to the C tile at row r0 and byte column b0 of a side,
+// rows x cols valid (rows as configured). The tile intrinsics spell their
+// tile into the instruction's text, so T must be a literal: macros.
+#define RNNKIT_AMX_LOAD_C(T, side, r0, b0, rows, cols, tmp)                       \
+    do {                                                                          \
+        char* at_ = static_cast<char*>((side).p) + (r0) * (side).ld_bytes + (b0); \
+        if ((side).kind == CSide::zero) {                                         \
+            _tile_zero(T);                                                        \
+        } else if ((side).kind == CSide::scratch || (cols) == 16) {               \
+            _tile_loadd(T, at_, (side).ld_bytes);                                 \
+        } else {                                                                  \
+            stage_in(at_, (side).ld_bytes, (rows), (cols), (tmp));                \
+            _tile_loadd(T, (tmp), 64);                                            \
+        }                                                                         \
     } while (0)
 
-#define RNNKIT_AMX_STORE_C(T, c, ldc, rows, cols, tmp)              \
-    do {                                                            \
-        if ((cols) == 16) {                                         \
-            _tile_stored(T, (c), (ldc) * sizeof(float));            \
-        } else {                                                    \
-            _tile_stored(T, (tmp), 64);                             \
-            unstage_c((c), (ldc), (rows), (cols), (tmp));           \
-        }                                                           \
+#define RNNKIT_AMX_STORE_C(T, side, r0, b0, rows, cols, tmp)                      \
+    do {                                                                          \
+        char* at_ = static_cast<char*>((side).p) + (r0) * (side).ld_bytes + (b0); \
+        if ((side).kind == CSide::scratch || (cols) == 16) {                      \
+            _tile_stored(T, at_, (side).ld_bytes);                                \
+        } else {                                                                  \
+            _tile_stored(T, (tmp), 64);                                           \
+            stage_out(at_, (side).ld_bytes, (rows), (cols), (tmp));               \
+        }                                                                         \
     } while (0)
 
-// One block of up to 32 rows x 32 columns of one panel: R row tiles, N
-// column tiles (1 or 2 each), rows0/rows1 and cols0/cols1 valid in each.
-template <int R, int N>
-void bf16_block(int kp, const bf16_t* a, std::ptrdiff_t lda, const bf16_t* panel, float* c, std::ptrdiff_t ldc,
-                int rows1, int cols1, bool accumulate) {
-    constexpr int NR = kBf16NR;
-    const int rows0 = 16, cols0 = 16;
-    alignas(64) float tmp[2][16 * 16];
-    const int r0 = R == 2 ? rows0 : rows1, c0 = N == 2 ? cols0 : cols1;
-    RNNKIT_AMX_LOAD_C(0, c, ldc, r0, c0, accumulate, tmp[0]);
-    if (N == 2) RNNKIT_AMX_LOAD_C(1, c + 16, ldc, r0, cols1, accumulate, tmp[0]);
-    if (R == 2) {
-        RNNKIT_AMX_LOAD_C(2, c + 16 * ldc, ldc, rows1, c0, accumulate, tmp[1]);
-        if (N == 2) RNNKIT_AMX_LOAD_C(3, c + 16 * ldc + 16, ldc, rows1, cols1, accumulate, tmp[1]);
-    }
-    const std::size_t sa = std::size_t(lda) * sizeof(bf16_t), sb = NR * 2 * sizeof(bf16_t);
-    for (int p = 0; p < kp; p += 32) {
-        // Panel row p / 2 (a k pair) starts at element p / 2 * NR * 2.
-        const bf16_t* bp = panel + std::size_t(p) * NR;
-        _tile_loadd(4, a + p, sa);
-        _tile_loadd(6, bp, sb);
-        if (N == 2) _tile_loadd(7, bp + 32, sb);
-        if (R == 2) _tile_loadd(5, a + 16 * lda + p, sa);
-        _tile_dpbf16ps(0, 4, 6);
-        if (N == 2) _tile_dpbf16ps(1, 4, 7);
-        if (R == 2) _tile_dpbf16ps(2, 5, 6);
-        if (R == 2 && N == 2) _tile_dpbf16ps(3, 5, 7);
-    }
-    RNNKIT_AMX_STORE_C(0, c, ldc, r0, c0, tmp[0]);
-    if (N == 2) RNNKIT_AMX_STORE_C(1, c + 16, ldc, r0, cols1, tmp[0]);
-    if (R == 2) {
-        RNNKIT_AMX_STORE_C(2, c + 16 * ldc, ldc, rows1, c0, tmp[1]);
-        if (N == 2) RNNKIT_AMX_STORE_C(3, c + 16 * ldc + 16, ldc, rows1, cols1, tmp[1]);
-    }
-}
-
-// Calls f(i0, rows, rows of the second row tile or 0) for each block of
-// up to 32 rows, after making the tile configuration match it.
-template <typename F>
-void for_row_blocks(int m, F f) {
-    for (int i0 = 0; i0 < m; i0 += 32) {
-        const int rows = m - i0 < 32 ? m - i0 : 32;
-        if (rows > 16)
-            configure(16, rows - 16);
-        else
-            configure(rows, 16);
-        f(i0, rows);
-    }
-}
-
-void amx_gemm_bf16(int m, int n, int kp, const bf16_t* a, std::ptrdiff_t lda, const bf16_t* b, float* c,
-                   std::ptrdiff_t ldc, bool accumulate) {
-    constexpr int NR = kBf16NR;
-    for_row_blocks(m, [&](int i0, int rows) {
-        const bf16_t* ai = a + i0 * lda;
-        for (int j = 0; j < n; j += NR) {
-            const bf16_t* panel = b + std::size_t(j / NR) * kp * NR;
-            float* cij = c + i0 * ldc + j;
-            const int cols = n - j < NR ? n - j : NR;
-            // The second row / column tile's valid rows / columns.
-            const int rows1 = rows > 16 ? rows - 16 : rows, cols1 = cols > 16 ? cols - 16 : cols;
-            if (rows > 16) {
-                if (cols > 16)
-                    bf16_block<2, 2>(kp, ai, lda, panel, cij, ldc, rows1, cols1, accumulate);
-                else
-                    bf16_block<2, 1>(kp, ai, lda, panel, cij, ldc, rows1, cols1, accumulate);
-            } else {
-                if (cols > 16)
-                    bf16_block<1, 2>(kp, ai, lda, panel, cij, ldc, rows1, cols1, accumulate);
-                else
-                    bf16_block<1, 1>(kp, ai, lda, panel, cij, ldc, rows1, cols1, accumulate);
-            }
+// One pass of a block of up to 32 rows x 32 columns of one panel over the
+// K bytes [k0, k1): R row tiles and N column tiles (1 or 2 each), rows1 /
+// cols1 valid in the last of each. a: the block's first row (lda bytes
+// apart); panel: the panel's first byte.
+template <bool Int8, int R, int N>
+void pass(int k0, int k1, const char* a, std::ptrdiff_t lda, const char* panel, const CSide& from, const CSide& to,
+          int rows1, int cols1) {
+    alignas(64) float tmp[16 * 16];
+    const int r0 = R == 2 ? 16 : rows1, c0 = N == 2 ? 16 : cols1;
+    RNNKIT_AMX_LOAD_C(0, from, 0, 0, r0, c0, tmp);
+    if (N == 2) RNNKIT_AMX_LOAD_C(1, from, 0, 64, r0, cols1, tmp);
+    if (R == 2) RNNKIT_AMX_LOAD_C(2, from, 16, 0, rows1, c0, tmp);
+    if (R == 2 && N == 2) RNNKIT_AMX_LOAD_C(3, from, 16, 64, rows1, cols1, tmp);
+    const char* a1 = a + 16 * lda;
+    for (int p = k0; p < k1; p += 64) {
+        const char* bp = panel + std::size_t(p) * kNR;
+        _tile_loadd(4, a + p, lda);
+        _tile_loadd(6, bp, kBRowBytes);
+        if (N == 2) _tile_loadd(7, bp + 64, kBRowBytes);
+        if (R == 2) _tile_loadd(5, a1 + p, lda);
+        if constexpr (Int8) {
+            _tile_dpbusd(0, 4, 6);
+            if (N == 2) _tile_dpbusd(1, 4, 7);
+            if (R == 2) _tile_dpbusd(2, 5, 6);
+            if (R == 2 && N == 2) _tile_dpbusd(3, 5, 7);
+        } else {
+            _tile_dpbf16ps(0, 4, 6);
+            if (N == 2) _tile_dpbf16ps(1, 4, 7);
+            if (R == 2) _tile_dpbf16ps(2, 5, 6);
+            if (R == 2 && N == 2) _tile_dpbf16ps(3, 5, 7);
         }
-    });
+    }
+    RNNKIT_AMX_STORE_C(0, to, 0, 0, r0, c0, tmp);
+    if (N == 2) RNNKIT_AMX_STORE_C(1, to, 0, 64, r0, cols1, tmp);
+    if (R == 2) RNNKIT_AMX_STORE_C(2, to, 16, 0, rows1, c0, tmp);
+    if (R == 2 && N == 2) RNNKIT_AMX_STORE_C(3, to, 16, 64, rows1, cols1, tmp);
 }
 
 #undef RNNKIT_AMX_LOAD_C
 #undef RNNKIT_AMX_STORE_C
 
-// ---- int32 C tiles (int8) ----
-
-// One block of up to 32 x 32 int32 sums into acc (32 x 32, row-major).
-template <int R, int N>
-void int8_block(int kp, const std::uint8_t* a, std::ptrdiff_t lda, const std::int8_t* panel, std::int32_t* acc) {
-    constexpr int NR = kInt8NR;
-    _tile_zero(0);
-    if (N == 2) _tile_zero(1);
-    if (R == 2) _tile_zero(2);
-    if (R == 2 && N == 2) _tile_zero(3);
-    const std::size_t sa = std::size_t(lda), sb = NR * 4;
-    for (int p = 0; p < kp; p += 64) {
-        // Panel row p / 4 (a k quad) starts at byte p / 4 * NR * 4.
-        const std::int8_t* bp = panel + std::size_t(p) * NR;
-        _tile_loadd(4, a + p, sa);
-        _tile_loadd(6, bp, sb);
-        if (N == 2) _tile_loadd(7, bp + 64, sb);
-        if (R == 2) _tile_loadd(5, a + 16 * lda + p, sa);
-        _tile_dpbusd(0, 4, 6);
-        if (N == 2) _tile_dpbusd(1, 4, 7);
-        if (R == 2) _tile_dpbusd(2, 5, 6);
-        if (R == 2 && N == 2) _tile_dpbusd(3, 5, 7);
+// pass<> for a block of `rows` rows and `cols` columns (1..32 each).
+template <bool Int8>
+void pass_of(int rows, int cols, int k0, int k1, const char* a, std::ptrdiff_t lda, const char* panel,
+             const CSide& from, const CSide& to) {
+    const int rows1 = rows > 16 ? rows - 16 : rows, cols1 = cols > 16 ? cols - 16 : cols;
+    if (rows > 16) {
+        if (cols > 16)
+            pass<Int8, 2, 2>(k0, k1, a, lda, panel, from, to, rows1, cols1);
+        else
+            pass<Int8, 2, 1>(k0, k1, a, lda, panel, from, to, rows1, cols1);
+    } else {
+        if (cols > 16)
+            pass<Int8, 1, 2>(k0, k1, a, lda, panel, from, to, rows1, cols1);
+        else
+            pass<Int8, 1, 1>(k0, k1, a, lda, panel, from, to, rows1, cols1);
     }
-    constexpr std::size_t sc = 32 * sizeof(std::int32_t);
-    _tile_stored(0, acc, sc);
-    if (N == 2) _tile_stored(1, acc + 16, sc);
-    if (R == 2) _tile_stored(2, acc + 16 * 32, sc);
-    if (R == 2 && N == 2) _tile_stored(3, acc + 16 * 32 + 16, sc);
 }
 
+// int8 products: the sums' dequantization, from the call's arguments.
+struct Int8Finish {
+    const float* a_scale;
+    const std::int32_t* comp;
+    const float* b_scale;
+    bool accumulate;
+};
+
 // C[i][j] (+)= (float(acc - comp[j]) * a_scale[i]) * b_scale[j], the
-// portable kernel's expression and order (bitwise equal to it).
+// portable kernel's expression and order (bitwise equal to it); acc is a
+// 32 x 32 scratch.
 void dequantize(int rows, int cols, const std::int32_t* acc, const float* a_scale, const std::int32_t* comp,
                 const float* b_scale, float* c, std::ptrdiff_t ldc, bool accumulate) {
     for (int j = 0; j < cols; j += 16) {
@@ -227,30 +213,72 @@ void dequantize(int rows, int cols, const std::int32_t* acc, const float* a_scal
     }
 }
 
-void amx_gemm_int8(int m, int n, int kp, const std::uint8_t* a, std::ptrdiff_t lda, const float* a_scale,
-                   const std::int8_t* b, const std::int32_t* comp, const float* b_scale, float* c,
-                   std::ptrdiff_t ldc, bool accumulate) {
-    constexpr int NR = kInt8NR;
-    alignas(64) std::int32_t acc[32 * 32];
-    for_row_blocks(m, [&](int i0, int rows) {
-        const std::uint8_t* ai = a + i0 * lda;
-        for (int j = 0; j < n; j += NR) {
-            const std::int8_t* panel = b + std::size_t(j / NR) * kp * NR;
-            const int cols = n - j < NR ? n - j : NR;
-            if (rows > 16) {
-                if (cols > 16)
-                    int8_block<2, 2>(kp, ai, lda, panel, acc);
-                else
-                    int8_block<2, 1>(kp, ai, lda, panel, acc);
-            } else {
-                if (cols > 16)
-                    int8_block<1, 2>(kp, ai, lda, panel, acc);
-                else
-                    int8_block<1, 1>(kp, ai, lda, panel, acc);
+constexpr int kMaxBlocks = (kBf16MR > kInt8MR ? kBf16MR : kInt8MR) / 32;
+
+// C[m x n] over the panels of b (kp_bytes of K each) on tiles: bf16 sums
+// straight into C (with accumulate starting from it), int8 sums into a
+// scratch, then dequantized (fin).
+//  - The full 32-row blocks of a call of 64 rows or more with K beyond one
+//    K block go K block by K block, so each panel slice is read from L1 by
+//    every row block; their sums wait in a scratch between K blocks.
+//  - The other rows (and short K): one pass over all of K per block.
+template <bool Int8>
+void tile_product(int m, int n, int kp_bytes, const char* a, std::ptrdiff_t lda, const char* b, float* c,
+                  std::ptrdiff_t ldc, bool accumulate, const Int8Finish* fin) {
+    alignas(64) std::int32_t scratch[kMaxBlocks][32 * 32];
+    const std::size_t panel_bytes = std::size_t(kp_bytes) * kNR;
+    const std::ptrdiff_t ldc_bytes = ldc * std::ptrdiff_t(sizeof(float));
+    auto in_scratch = [&](int blk) { return CSide{CSide::scratch, scratch[blk], 32 * sizeof(std::int32_t)}; };
+    // The first pass's start (C itself for bf16 with accumulate) and the
+    // last pass's destination (C for bf16, the scratch for int8).
+    auto start = [&](int i0, int j) {
+        return CSide{!Int8 && accumulate ? CSide::memory : CSide::zero, c + i0 * ldc + j, ldc_bytes};
+    };
+    auto end = [&](int blk, int i0, int j) {
+        return Int8 ? in_scratch(blk) : CSide{CSide::memory, c + i0 * ldc + j, ldc_bytes};
+    };
+    auto finish = [&](int blk, int i0, int rows, int j, int cols) {
+        if constexpr (Int8)
+            dequantize(rows, cols, scratch[blk], fin->a_scale + i0, fin->comp + j, fin->b_scale + j, c + i0 * ldc + j,
+                       ldc, fin->accumulate);
+    };
+    int blocked = m >= 64 && kp_bytes > kKcBytes ? m / 32 : 0;
+    if (blocked > kMaxBlocks) blocked = kMaxBlocks;
+    if (blocked > 0) {
+        configure(16, 16);
+        for (int j = 0; j < n; j += kNR) {
+            const char* panel = b + std::size_t(j / kNR) * panel_bytes;
+            const int cols = n - j < kNR ? n - j : kNR;
+            for (int k0 = 0; k0 < kp_bytes; k0 += kKcBytes) {
+                const int k1 = kp_bytes - k0 <= kKcBytes ? kp_bytes : k0 + kKcBytes;
+                for (int blk = 0; blk < blocked; ++blk) {
+                    const int i0 = 32 * blk;
+                    pass_of<Int8>(32, cols, k0, k1, a + i0 * lda, lda, panel,
+                                  k0 == 0 ? start(i0, j) : in_scratch(blk),
+                                  k1 == kp_bytes ? end(blk, i0, j) : in_scratch(blk));
+                }
             }
-            dequantize(rows, cols, acc, a_scale + i0, comp + j, b_scale + j, c + i0 * ldc + j, ldc, accumulate);
+            for (int blk = 0; blk < blocked; ++blk) finish(blk, 32 * blk, 32, j, cols);
         }
-    });
+    }
+    for (int i0 = 32 * blocked; i0 < m; i0 += 32) {
+        const int rows = m - i0 < 32 ? m - i0 : 32;
+        configure_rows(rows);
+        for (int j = 0; j < n; j += kNR) {
+            const char* panel = b + std::size_t(j / kNR) * panel_bytes;
+            const int cols = n - j < kNR ? n - j : kNR;
+            pass_of<Int8>(rows, cols, 0, kp_bytes, a + i0 * lda, lda, panel, start(i0, j), end(0, i0, j));
+            finish(0, i0, rows, j, cols);
+        }
+    }
+}
+
+// Rows of a call that go on tiles: all of them, except that a last block
+// of fewer than kAmxMinRows rows goes to the vector kernel.
+inline int tile_rows(int m) {
+    if (m < kAmxMinRows) return 0;
+    const int tail = m % 32;
+    return tail != 0 && tail < kAmxMinRows ? m - tail : m;
 }
 
 // The vector kernels the table held before fill_amx: they take the calls
@@ -261,19 +289,25 @@ decltype(Int8Kernels::gemm) vector_int8_gemm = nullptr;
 
 void gemm_bf16(int m, int n, int kp, const bf16_t* a, std::ptrdiff_t lda, const bf16_t* b, float* c,
                std::ptrdiff_t ldc, bool accumulate) {
-    if (m < kAmxMinRows)
-        vector_bf16_gemm(m, n, kp, a, lda, b, c, ldc, accumulate);
-    else
-        amx_gemm_bf16(m, n, kp, a, lda, b, c, ldc, accumulate);
+    const int mt = tile_rows(m);
+    if (mt > 0)
+        tile_product<false>(mt, n, kp * 2, reinterpret_cast<const char*>(a), lda * 2,
+                            reinterpret_cast<const char*>(b), c, ldc, accumulate, nullptr);
+    if (mt < m) vector_bf16_gemm(m - mt, n, kp, a + mt * lda, lda, b, c + mt * ldc, ldc, accumulate);
 }
 
 void gemm_int8(int m, int n, int kp, const std::uint8_t* a, std::ptrdiff_t lda, const float* a_scale,
                const std::int8_t* b, const std::int32_t* comp, const float* b_scale, float* c, std::ptrdiff_t ldc,
                bool accumulate) {
-    if (m < kAmxMinRows)
-        vector_int8_gemm(m, n, kp, a, lda, a_scale, b, comp, b_scale, c, ldc, accumulate);
-    else
-        amx_gemm_int8(m, n, kp, a, lda, a_scale, b, comp, b_scale, c, ldc, accumulate);
+    const int mt = tile_rows(m);
+    if (mt > 0) {
+        const Int8Finish fin{a_scale, comp, b_scale, accumulate};
+        tile_product<true>(mt, n, kp, reinterpret_cast<const char*>(a), lda, reinterpret_cast<const char*>(b), c,
+                           ldc, accumulate, &fin);
+    }
+    if (mt < m)
+        vector_int8_gemm(m - mt, n, kp, a + mt * lda, lda, a_scale + mt, b, comp, b_scale, c + mt * ldc, ldc,
+                         accumulate);
 }
 
 }  // namespace

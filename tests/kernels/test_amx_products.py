@@ -66,7 +66,8 @@ def shapes():
     # with a few row/column edges: the tiles' edges without the full cube.
     out = {(m, k, n) for m in M_SIZES for n in N_SIZES for k in (1, 33, 100)}
     out |= {(m, k, n) for k in K_SIZES for m in (1, 17, 33) for n in (15, 33)}
-    out |= {(100, 1024, 100), (64, 1024, 100)}
+    # Calls of 64+ rows go K block by K block (a partial last block at K=600).
+    out |= {(100, 1024, 100), (64, 1024, 100), (150, 600, 70), (300, 600, 33)}
     return sorted(out)
 
 
@@ -128,7 +129,7 @@ def test_thread_count_does_not_change_bits(precision):
     # The driver's row blocks and tiles do not depend on the thread count,
     # so neither may any element's sum.
     rng = np.random.default_rng(11)
-    for m, k, n in [(100, 1024, 100), (257, 96, 200), (33, 300, 129)]:
+    for m, k, n in [(100, 1024, 100), (257, 96, 200), (33, 300, 129), (300, 600, 65)]:
         a, b, c0 = operands(rng, m, k, n)
         one = T.lowp_gemm(a, b, precision, isa="amx", c=c0, threads=1)
         for threads in (2, 3, 4):
