@@ -207,3 +207,26 @@ def test_bad_precision_is_a_value_error():
         T.lowp_gemm(a, np.ones((3, 2), np.float32), "float16", isa="amx")
     with pytest.raises(ValueError, match="c"):
         T.lowp_gemm(a, np.ones((3, 2), np.float32), "int8", isa="amx", c=np.ones((3, 3), np.float32))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_int8_layer_on_amx_equals_avx512_bf16(cell):
+    # A whole forward pass: the amx ISA's float kernels are avx512_bf16's
+    # (and every CPU with amx has it), and int8 products are bitwise equal,
+    # so the layers must be too: batches from one row (vector kernel) to
+    # several tile blocks, widths off the panel and tile sizes.
+    rng = np.random.default_rng(8)
+    G = 4 if cell == "lstm" else 3
+    forward = rnnkit._core.lstm_forward if cell == "lstm" else rnnkit._core.gru_forward
+    for T_, B, I, H in [(4, 1, 7, 9), (3, 20, 33, 17), (2, 70, 100, 40), (2, 130, 300, 24)]:
+        w_ih = (rng.standard_normal((G * H, I)) / np.sqrt(I)).astype(np.float32)
+        w_hh = (rng.standard_normal((G * H, H)) / np.sqrt(H)).astype(np.float32)
+        b_ih = (0.1 * rng.standard_normal(G * H)).astype(np.float32)
+        b_hh = (0.1 * rng.standard_normal(G * H)).astype(np.float32)
+        x = rng.standard_normal((T_, B, I)).astype(np.float32)
+        ys = []
+        for isa in ("avx512_bf16", "amx"):
+            with rnnkit.use_isa(isa):
+                w = rnnkit._core.pack(cell, w_ih, w_hh, b_ih, b_hh, True, "int8")
+                ys.append(forward(x, w)[0])
+        assert np.array_equal(ys[0].view(np.uint32), ys[1].view(np.uint32)), (T_, B, I, H)
