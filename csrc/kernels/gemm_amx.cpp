@@ -127,14 +127,31 @@ inline void stage_out(char* c, std::ptrdiff_t ld, int rows, int cols, const floa
         }                                                                         \
     } while (0)
 
+// What a pass fetches while it runs: b_lines cache lines of B per K step
+// from b on into L2 (the next slice of B in the many-row path), and the
+// c_rows rows of C it (or the dequantization after it) will write, into
+// L1 (C is often far larger than the caches; each tile row of C is on
+// another page, and waiting for them at the store was measured to cost
+// up to half the time of 1600 x 1024 x 4096).
+struct Ahead {
+    const char* b = nullptr;
+    int b_lines = 0;
+    const char* c = nullptr;
+    std::ptrdiff_t ldc_bytes = 0;
+    int c_rows = 0;
+};
+
 // One pass of a block of up to 32 rows x 32 columns of one panel over the
 // K bytes [k0, k1): R row tiles and N column tiles (1 or 2 each), rows1 /
 // cols1 valid in the last of each. a: the block's first row (lda bytes
-// apart); panel: the panel's first byte. Each K step also asks for
-// pf_lines cache lines from pf on into L2 (the next slice of B).
+// apart); panel: the panel's first byte. Meanwhile the pass fetches what
+// comes next (see Ahead), spread over its K steps.
 template <bool Int8, int R, int N>
 void pass(int k0, int k1, const char* a, std::ptrdiff_t lda, const char* panel, const CSide& from, const CSide& to,
-          int rows1, int cols1, const char* pf, int pf_lines) {
+          int rows1, int cols1, const Ahead& ahead) {
+    const char* pf = ahead.b;
+    const int steps = (k1 - k0) / 64, c_per_step = (ahead.c_rows + steps - 1) / steps;
+    int c_row = 0;
     alignas(64) float tmp[16 * 16];
     const int r0 = R == 2 ? 16 : rows1, c0 = N == 2 ? 16 : cols1;
     RNNKIT_AMX_LOAD_C(0, from, 0, 0, r0, c0, tmp);
@@ -144,8 +161,13 @@ void pass(int k0, int k1, const char* a, std::ptrdiff_t lda, const char* panel, 
     const char* a1 = a + 16 * lda;
     for (int p = k0; p < k1; p += 64) {
         const char* bp = panel + std::size_t(p) * kNR;
-        for (int l = 0; l < pf_lines; ++l) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
-        pf += 64 * pf_lines;
+        for (int l = 0; l < ahead.b_lines; ++l) _mm_prefetch(pf + 64 * l, _MM_HINT_T1);
+        pf += 64 * ahead.b_lines;
+        for (int e = c_row + c_per_step < ahead.c_rows ? c_row + c_per_step : ahead.c_rows; c_row < e; ++c_row) {
+            const char* row = ahead.c + c_row * ahead.ldc_bytes;
+            _mm_prefetch(row, _MM_HINT_T0);
+            _mm_prefetch(row + 127, _MM_HINT_T0);
+        }
         _tile_loadd(4, a + p, lda);
         _tile_loadd(6, bp, kBRowBytes);
         if (N == 2) _tile_loadd(7, bp + 64, kBRowBytes);
@@ -174,18 +196,18 @@ void pass(int k0, int k1, const char* a, std::ptrdiff_t lda, const char* panel, 
 // pass<> for a block of `rows` rows and `cols` columns (1..32 each).
 template <bool Int8>
 void pass_of(int rows, int cols, int k0, int k1, const char* a, std::ptrdiff_t lda, const char* panel,
-             const CSide& from, const CSide& to, const char* pf = nullptr, int pf_lines = 0) {
+             const CSide& from, const CSide& to, const Ahead& ahead) {
     const int rows1 = rows > 16 ? rows - 16 : rows, cols1 = cols > 16 ? cols - 16 : cols;
     if (rows > 16) {
         if (cols > 16)
-            pass<Int8, 2, 2>(k0, k1, a, lda, panel, from, to, rows1, cols1, pf, pf_lines);
+            pass<Int8, 2, 2>(k0, k1, a, lda, panel, from, to, rows1, cols1, ahead);
         else
-            pass<Int8, 2, 1>(k0, k1, a, lda, panel, from, to, rows1, cols1, pf, pf_lines);
+            pass<Int8, 2, 1>(k0, k1, a, lda, panel, from, to, rows1, cols1, ahead);
     } else {
         if (cols > 16)
-            pass<Int8, 1, 2>(k0, k1, a, lda, panel, from, to, rows1, cols1, pf, pf_lines);
+            pass<Int8, 1, 2>(k0, k1, a, lda, panel, from, to, rows1, cols1, ahead);
         else
-            pass<Int8, 1, 1>(k0, k1, a, lda, panel, from, to, rows1, cols1, pf, pf_lines);
+            pass<Int8, 1, 1>(k0, k1, a, lda, panel, from, to, rows1, cols1, ahead);
     }
 }
 
@@ -245,6 +267,12 @@ void tile_product(int m, int n, int kp_bytes, const char* a, std::ptrdiff_t lda,
             dequantize(rows, cols, scratch[blk], fin->a_scale + i0, fin->comp + j, fin->b_scale + j, c + i0 * ldc + j,
                        ldc, fin->accumulate);
     };
+    auto with_c = [&](Ahead ahead, int i0, int j, int rows) {
+        ahead.c = reinterpret_cast<const char*>(c + i0 * ldc + j);
+        ahead.ldc_bytes = ldc_bytes;
+        ahead.c_rows = rows;
+        return ahead;
+    };
     int blocked = m >= 64 && kp_bytes > kKcBytes ? m / 32 : 0;
     if (blocked > kMaxBlocks) blocked = kMaxBlocks;
     if (blocked > 0) {
@@ -263,10 +291,13 @@ void tile_product(int m, int n, int kp_bytes, const char* a, std::ptrdiff_t lda,
                 const int steps = (k1 - k0) / 64, lines = (kKcBytes * kNR / 64 + blocked * steps - 1) / (blocked * steps);
                 for (int blk = 0; blk < blocked; ++blk) {
                     const int i0 = 32 * blk;
+                    Ahead ahead;
+                    ahead.b = next + std::size_t(blk) * steps * lines * 64;
+                    ahead.b_lines = lines;
+                    if (k1 == kp_bytes) ahead = with_c(ahead, i0, j, 32);
                     pass_of<Int8>(32, cols, k0, k1, a + i0 * lda, lda, panel,
                                   k0 == 0 ? start(i0, j) : in_scratch(blk),
-                                  k1 == kp_bytes ? end(blk, i0, j) : in_scratch(blk),
-                                  next + std::size_t(blk) * steps * lines * 64, lines);
+                                  k1 == kp_bytes ? end(blk, i0, j) : in_scratch(blk), ahead);
                 }
             }
             for (int blk = 0; blk < blocked; ++blk) finish(blk, 32 * blk, 32, j, cols);
@@ -278,7 +309,8 @@ void tile_product(int m, int n, int kp_bytes, const char* a, std::ptrdiff_t lda,
         for (int j = 0; j < n; j += kNR) {
             const char* panel = b + std::size_t(j / kNR) * panel_bytes;
             const int cols = n - j < kNR ? n - j : kNR;
-            pass_of<Int8>(rows, cols, 0, kp_bytes, a + i0 * lda, lda, panel, start(i0, j), end(0, i0, j));
+            pass_of<Int8>(rows, cols, 0, kp_bytes, a + i0 * lda, lda, panel, start(i0, j), end(0, i0, j),
+                          with_c(Ahead(), i0, j, rows));
             finish(0, i0, rows, j, cols);
         }
     }
