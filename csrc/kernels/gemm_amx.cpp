@@ -317,9 +317,11 @@ void tile_product(int m, int n, int kp_bytes, const char* a, std::ptrdiff_t lda,
 }
 
 // Rows of a call that go on tiles: all of them, except that a last block
-// of fewer than kAmxMinRows rows goes to the vector kernel.
-inline int tile_rows(int m) {
-    if (m < kAmxMinRows) return 0;
+// of fewer than kAmxMinRows rows goes to the vector kernel; none when kp
+// is not whole tiles (k_bytes a multiple of 64), which a driver that cuts
+// K into its own blocks may pass: the vector kernels take any kp.
+inline int tile_rows(int m, int kp_bytes) {
+    if (m < kAmxMinRows || kp_bytes % 64 != 0) return 0;
     const int tail = m % 32;
     return tail != 0 && tail < kAmxMinRows ? m - tail : m;
 }
@@ -332,7 +334,7 @@ decltype(Int8Kernels::gemm) vector_int8_gemm = nullptr;
 
 void gemm_bf16(int m, int n, int kp, const bf16_t* a, std::ptrdiff_t lda, const bf16_t* b, float* c,
                std::ptrdiff_t ldc, bool accumulate) {
-    const int mt = tile_rows(m);
+    const int mt = tile_rows(m, kp * 2);
     if (mt > 0)
         tile_product<false>(mt, n, kp * 2, reinterpret_cast<const char*>(a), lda * 2,
                             reinterpret_cast<const char*>(b), c, ldc, accumulate, nullptr);
@@ -342,7 +344,7 @@ void gemm_bf16(int m, int n, int kp, const bf16_t* a, std::ptrdiff_t lda, const 
 void gemm_int8(int m, int n, int kp, const std::uint8_t* a, std::ptrdiff_t lda, const float* a_scale,
                const std::int8_t* b, const std::int32_t* comp, const float* b_scale, float* c, std::ptrdiff_t ldc,
                bool accumulate) {
-    const int mt = tile_rows(m);
+    const int mt = tile_rows(m, kp);
     if (mt > 0) {
         const Int8Finish fin{a_scale, comp, b_scale, accumulate};
         tile_product<true>(mt, n, kp, reinterpret_cast<const char*>(a), lda, reinterpret_cast<const char*>(b), c,
