@@ -108,31 +108,42 @@ py::array gemm(py::handle a, py::handle b, py::handle isa, const std::string& b_
     return is_double ? gemm_impl<double>(a, b, how, ks.f64) : gemm_impl<float>(a, b, how, ks.f32);
 }
 
-// C (+)= A @ B through the int8 column of one ISA's kernels: B's columns
-// quantized and packed as weights are (pack_lowp_columns), A's rows
-// quantized per row and multiplied by the driver (lowp_gemm_parallel).
-// c: None for C = A @ B, else the (M, N) float32 values it is added onto
-// (left unchanged: the result is a new array).
-py::array int8_gemm(py::handle isa, py::handle a_obj, py::handle b_obj, py::handle c_obj, int threads) {
+// C = A @ B (or C = c + A @ B, the sum starting from c) with bf16 or int8
+// products: B packed by columns as weights are (pack_lowp_columns), A
+// converted and multiplied by the threaded driver (lowp_gemm_parallel).
+py::array lowp_gemm(py::handle a_obj, py::handle b_obj, const std::string& precision, py::handle isa,
+                    py::handle c_obj, py::handle threads_obj) {
+    Precision prec;
+    if (precision == "bfloat16")
+        prec = Precision::bf16;
+    else if (precision == "int8")
+        prec = Precision::int8;
+    else
+        raise_value_error("precision: expected 'bfloat16' or 'int8', got '" + precision + "'");
     const KernelSet& ks = kernels_named(isa);
     Arr<float> a = take_array<float>(a_obj, "a", {{kAnySize, "M"}, {kAnySize, "K"}});
     Arr<float> b = take_array<float>(b_obj, "b", {{a.shape(1), "K"}, {kAnySize, "N"}});
+    if (a.shape(0) > (1 << 30) || a.shape(1) > (1 << 30) || b.shape(1) > (1 << 30))
+        raise_value_error("a, b: dimensions above 2^30 are not supported");
     const int M = int(a.shape(0)), K = int(a.shape(1)), N = int(b.shape(1));
     if (M < 1 || K < 1 || N < 1) raise_value_error("a, b: expected non-empty matrices");
-    if (threads < 1) raise_value_error("threads: expected >= 1");
-    const auto c0 = take_optional<float>(c_obj, "c", {{a.shape(0), "M"}, {b.shape(1), "N"}});
+    const bool accumulate = !c_obj.is_none();
     Arr<float> c({py::ssize_t(M), py::ssize_t(N)});
+    if (accumulate) {
+        Arr<float> c0 = take_array<float>(c_obj, "c", {{M, "M"}, {N, "N"}});
+        std::copy(c0.data(), c0.data() + std::size_t(M) * N, c.mutable_data());
+    }
+    const int nth = threads_obj.is_none() ? get_num_threads() : py::cast<int>(threads_obj);
+    if (nth < 1) raise_value_error("threads: expected >= 1");
     {
         py::gil_scoped_release release;
         std::vector<float> bt(std::size_t(N) * K);
         for (int p = 0; p < K; ++p)
             for (int j = 0; j < N; ++j) bt[std::size_t(j) * K + p] = b.data()[std::size_t(p) * N + j];
-        LowpMatrix packed;
-        pack_lowp_columns(ks, Precision::int8, K, N, [&](int j) { return bt.data() + std::size_t(j) * K; }, packed,
-                          threads);
-        if (c0) std::copy(c0->data(), c0->data() + std::size_t(M) * N, c.mutable_data());
+        LowpMatrix bp;
+        pack_lowp_columns(ks, prec, K, N, [&](int j) { return bt.data() + std::size_t(j) * K; }, bp, nth);
         LowpRows scratch;
-        lowp_gemm_parallel(ks, M, a.data(), K, packed, c.mutable_data(), N, bool(c0), scratch, threads);
+        lowp_gemm_parallel(ks, M, a.data(), K, bp, c.mutable_data(), N, accumulate, scratch, nth);
     }
     return c;
 }
@@ -242,6 +253,8 @@ void register_testing(py::module_& m) {
     m.def("tanh", [](py::handle x, py::handle isa) { return activation(Activation::tanh, x, isa); },
           py::arg("x"), py::arg("isa") = py::none());
     m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("isa") = py::none(), py::arg("b_packing") = "rows");
+    m.def("lowp_gemm", &lowp_gemm, py::arg("a"), py::arg("b"), py::arg("precision"), py::arg("isa") = py::none(),
+          py::arg("c") = py::none(), py::arg("threads") = py::none());
     m.def("fingerprint", [](py::bytes data) {
         const std::string s = data;
         return fingerprint(s.data(), s.size());
@@ -257,8 +270,6 @@ void register_testing(py::module_& m) {
           py::arg("training") = false, py::arg("dtype") = "float32", py::arg("isa") = py::none(),
           py::arg("linear_before_reset") = true, py::arg("threads") = py::none(),
           py::arg("loop_threads") = py::none());
-    m.def("int8_gemm", &int8_gemm, py::arg("isa"), py::arg("a"), py::arg("b"), py::arg("c") = py::none(),
-          py::arg("threads") = 1);
     m.def("int8_quantize_rows", &int8_quantize_rows, py::arg("isa"), py::arg("a"));
     m.attr("SIGMOID_MAX_REL_ERR_F32") = kSigmoidMaxRelErrF32;
     m.attr("TANH_MAX_REL_ERR_F32") = kTanhMaxRelErrF32;

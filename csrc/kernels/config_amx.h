@@ -10,9 +10,12 @@ namespace RNNKIT_NS {
 
 // Low-precision products (product_table.h): tiles of MR rows x NR columns,
 // K padded to a multiple of KAlign; rows up to WideRows take up to
-// WidePanels panels per call.
-constexpr int kBf16MR = 4, kBf16NR = 16, kBf16KAlign = 2, kBf16WideRows = 0, kBf16WidePanels = 1;
-constexpr int kInt8MR = 4, kInt8NR = 16, kInt8KAlign = 4, kInt8WideRows = 0, kInt8WidePanels = 1;
+// WidePanels panels per call. AMX (gemm_amx.cpp): a call's block is 2 x 2
+// tiles of 16 x 16 (32 x 32), K stepped by one tile's width, 32 bf16 or
+// 64 int8, so K is padded to that and no call has a k tail. Calls of a
+// few rows go to the AVX-512 kernels, with these same panels.
+constexpr int kBf16MR = 128, kBf16NR = 32, kBf16KAlign = 32, kBf16WideRows = 3, kBf16WidePanels = 4;
+constexpr int kInt8MR = 128, kInt8NR = 32, kInt8KAlign = 64, kInt8WideRows = 3, kInt8WidePanels = 4;
 
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit

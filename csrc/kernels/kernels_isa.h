@@ -20,6 +20,9 @@ template <typename T> void fill_postgemm_gru_no_lbr(Kernels<T>& k);
 template <typename T> void fill_reductions(Kernels<T>& k);
 void fill_bf16(Bf16Kernels& k);
 void fill_int8(Int8Kernels& k);
+// Puts the AMX tile kernels in front of the bf16 and int8 gemms of an AMX
+// build (gemm_amx.cpp); nothing elsewhere.
+void fill_amx(KernelSet& set);
 
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit

@@ -25,6 +25,7 @@ void fill_kernel_set(KernelSet& set) {
     fill_bf16(set.bf16);
     set.int8.isa = set.f32.isa;
     fill_int8(set.int8);
+    fill_amx(set);
 }
 
 }  // namespace RNNKIT_NS

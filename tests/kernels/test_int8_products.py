@@ -1,6 +1,6 @@
 """The int8 column of the kernel table (product_table.h) on every ISA of this
 CPU: row quantization (rnnkit._core._testing.int8_quantize_rows) and the
-product through the driver (int8_gemm: B's columns quantized and packed as
+product through the driver (lowp_gemm: B's columns quantized and packed as
 weights are, A's rows quantized per row, int32 sums, dequantized).
 
 Integer sums are exact and quantization and dequantization are one fixed
@@ -42,6 +42,11 @@ def quantize_np(a, axis):
     return q, scale.reshape(-1)
 
 
+def int8_gemm(isa, a, b, c=None, threads=1):
+    """C = A @ B (+ c) with one ISA's int8 products, through the driver."""
+    return core.lowp_gemm(a, b, "int8", isa=isa, c=c, threads=threads)
+
+
 def int8_gemm_np(a, b, c=None):
     qa, sa = quantize_np(a, axis=1)
     qb, sb = quantize_np(b, axis=0)
@@ -56,10 +61,10 @@ def same_bits(x, y):
 
 
 def check(isa, a, b, c=None, threads=1):
-    got = core.int8_gemm(isa, a, b, c, threads)
+    got = int8_gemm(isa, a, b, c, threads)
     want = int8_gemm_np(a, b, c)
     assert same_bits(got, want), f"{a.shape} x {b.shape}: {np.nanmax(np.abs(got - want))}"
-    assert same_bits(got, core.int8_gemm("scalar", a, b, c, threads))
+    assert same_bits(got, int8_gemm("scalar", a, b, c, threads))
     return got
 
 
@@ -115,15 +120,15 @@ def test_int8_gemm_special_rows_and_columns(isa):
     assert np.all(c[:, 3][np.isfinite(c[:, 3])] == 0)
     # The other rows equal their product alone.
     for i in [0, 5, 6, 8]:
-        assert same_bits(core.int8_gemm(isa, a[i:i + 1], b)[0], c[i])
+        assert same_bits(int8_gemm(isa, a[i:i + 1], b)[0], c[i])
 
 
 def test_int8_gemm_threads_do_not_change_bits(isa):
     rng = np.random.default_rng(3)
     a = rng.standard_normal((70, 200)).astype(F32)
     b = rng.standard_normal((200, 150)).astype(F32)
-    one = core.int8_gemm(isa, a, b, None, 1)
-    assert same_bits(core.int8_gemm(isa, a, b, None, 2), one)
+    one = int8_gemm(isa, a, b, None, 1)
+    assert same_bits(int8_gemm(isa, a, b, None, 2), one)
     assert same_bits(one, int8_gemm_np(a, b))
 
 
@@ -167,16 +172,16 @@ def test_int8_quantize_rows_non_finite_and_tiny_rows(isa):
     q0, s0 = core.int8_quantize_rows("scalar", a)
     assert np.array_equal(q[:, :21], q0[:, :21]) and np.all(q[:, 21:] == 128) and same_bits(s, s0)
     b = np.random.default_rng(0).standard_normal((21, 20)).astype(F32)
-    assert same_bits(core.int8_gemm(isa, a, b), core.int8_gemm("scalar", a, b))
+    assert same_bits(int8_gemm(isa, a, b), int8_gemm("scalar", a, b))
 
 
 def test_int8_bad_arguments():
     a = np.ones((2, 3), F32)
     with pytest.raises(ValueError, match="b"):
-        core.int8_gemm(None, a, np.ones((4, 2), F32))
+        int8_gemm(None, a, np.ones((4, 2), F32))
     with pytest.raises(ValueError, match="c"):
-        core.int8_gemm(None, a, np.ones((3, 2), F32), np.ones((2, 3), F32))
+        int8_gemm(None, a, np.ones((3, 2), F32), np.ones((2, 3), F32))
     with pytest.raises(ValueError, match="threads"):
-        core.int8_gemm(None, a, np.ones((3, 2), F32), None, 0)
+        int8_gemm(None, a, np.ones((3, 2), F32), None, 0)
     with pytest.raises(ValueError, match="isa"):
         core.int8_quantize_rows("nope", a)
