@@ -5,6 +5,14 @@ Same constructor arguments, parameter names, shapes, initialisation
 between the two with :meth:`RNNBase.state_dict` / :meth:`RNNBase.load_state_dict`.
 NumPy has no autograd: after a call in training mode, :meth:`RNNBase.backward`
 returns the input and state gradients and fills :attr:`RNNBase.grads`.
+
+``dtype`` is float32 (default), float64, ``"bfloat16"`` (or
+``ml_dtypes.bfloat16``) or ``"int8"``: the last two keep float32 parameters
+(master weights: state_dict, optimizer steps) and pack them at that
+precision for the products (:attr:`RNNBase.precision`). int8 modules run
+inference only: they start in eval mode, and ``train()`` and ``backward``
+refuse. Inputs and states are float32 (float64 for float64 modules) or
+bfloat16 arrays of ``ml_dtypes``, which give bfloat16 outputs.
 """
 
 from __future__ import annotations

@@ -23,8 +23,7 @@ What runs where
   or the call is not plain eager: ``torch.jit.trace`` / ``torch.onnx.export``,
   ``torch.compile`` / ``torch.export``, forward-mode AD, fake tensors and
   any other TorchDispatchMode / TorchFunctionMode, tensor subclasses, and
-  CPU autocast (torch.nn's LSTM returns the autocast dtype there, its GRU
-  float32 from autocast-dtype products). ``torch.func`` transforms
+  autocast to float16. ``torch.func`` transforms
   (``vmap``, ``grad``, ``jacrev``, ...) run the same math in plain torch
   operations, which vmap can batch (torch.nn's fused RNN ops cannot).
   ``torch.jit.script`` scripts a torch.nn twin sharing the parameters
@@ -34,10 +33,31 @@ What runs where
   ``torch._dynamo.config.allow_rnn`` it traces torch.nn's forward).
 * torch's own implementation, with a one-time ``RuntimeWarning`` per module
   and reason: ``proj_size > 0`` (rnnkit has no projection kernels), tensors
-  on another device (CUDA, MPS, ...), or another dtype (float16, bfloat16).
+  on another device (CUDA, MPS, ...), or another dtype (float16).
   Empty input (no time steps or no batch) also goes to torch, silently.
   ``GRU(linear_before_reset=False)`` has no torch counterpart: wherever
   torch would run, it runs the same math written in torch operations.
+* rnnkit's bfloat16 kernels (products of bfloat16 operands summed in
+  float32; gate math and cell state float32), with torch.nn's dtypes:
+  under ``torch.autocast("cpu", dtype=torch.bfloat16)`` for float32 modules
+  (the weights packed in bfloat16 from the float32 parameters, cached apart
+  from the float32 packing and checked for staleness the same way), and
+  for bfloat16 modules (``module.to(torch.bfloat16)``; packed from the
+  parameters read as float32, exactly). Outputs follow torch.nn: a bfloat16
+  module returns bfloat16; under autocast the LSTM on dense input returns
+  bfloat16, otherwise outputs and states take the dtype of h_0 (of the
+  input when no h_0 is given); float32 and bfloat16 input and states mix
+  freely under autocast, as in torch.nn. float64 modules ignore autocast.
+  Gradients come back in each input's dtype. Training in bfloat16 runs the
+  kernels' bfloat16 backward where the build has it
+  (``bf16_training_supported()``); elsewhere calls that need gradients run
+  torch's own path (autocast silently, bfloat16 modules with a warning).
+* rnnkit's int8 kernels: :func:`quantize_dynamic` (torch's
+  ``torch.ao.quantization.quantize_dynamic`` contract) swaps a model's LSTM
+  and GRU modules for :class:`QuantizedLSTM` / :class:`QuantizedGRU`:
+  weights quantized once per output row, inputs and states per step,
+  float32 in and out, inference only (a training-mode forward and a
+  backward through them raise).
 * Dropout between layers (training mode only) draws its masks from torch's
   RNG exactly as torch's own RNN does: ``torch.manual_seed`` reproduces
   them, and torch.nn.LSTM/GRU at the same seed draw the same masks.
@@ -74,7 +94,7 @@ from ._common import as_bool, as_numpy
 from . import isa as _active_isa
 from . import layers
 
-__all__ = ["LSTM", "GRU", "convert", "quantize_dynamic", "QuantizedLSTM", "QuantizedGRU"]
+__all__ = ["LSTM", "GRU", "convert", "quantize_dynamic", "QuantizedLSTM", "QuantizedGRU", "bf16_training_supported"]
 
 _KERNEL_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
 # Where each precision's packed weights are cached on a module.
