@@ -41,13 +41,23 @@ class _QuantizedRNNBase(_RnnkitMixin, nn.Module):
     _flat_weights: Tuple[torch.Tensor, ...] = ()
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False):
-        """torch.nn's constructor; the weights are torch.nn's initial ones, quantized."""
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False, *,
+                 dtype=torch.qint8, **kwargs):
+        """torch.nn's constructor (and torch's dynamic quantized modules'
+        ``dtype=torch.qint8``); the weights are torch.nn's initial ones,
+        quantized. The GRU also takes ``linear_before_reset``."""
         nn.Module.__init__(self)
+        if dtype != torch.qint8:
+            raise ValueError(f"dtype: rnnkit's int8 modules take torch.qint8, got {dtype}")
+        lbr = kwargs.pop("linear_before_reset", True) if self.mode == "GRU" else True
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}: unexpected keyword arguments {sorted(kwargs)}")
+        make = _RnnkitGRU if self.mode == "GRU" else self._FLOAT
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's dropout / num_layers warning
-            source = self._FLOAT(input_size, hidden_size, num_layers=num_layers, bias=bias, batch_first=batch_first,
-                                 dropout=dropout, bidirectional=bidirectional)
+            source = make(input_size, hidden_size, num_layers=num_layers, bias=bias, batch_first=batch_first,
+                          dropout=dropout, bidirectional=bidirectional,
+                          **({"linear_before_reset": lbr} if self.mode == "GRU" else {}))
         self._quantize(source)
         self.eval()
 

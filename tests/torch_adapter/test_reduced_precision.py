@@ -437,6 +437,16 @@ def test_quantized_pickle_copy_and_state_dict(torch, rt):
         fresh.load_state_dict({k: v[:1] if k == "0.bias_hh_l0" else v for k, v in sd.items()})
 
 
+def test_quantized_constructors(torch, rt):
+    q = rt.QuantizedGRU(I, H, num_layers=2, linear_before_reset=False, dtype=torch.qint8)
+    assert q.linear_before_reset is False and q.num_layers == 2 and not q.training
+    assert _flat(q(torch.randn(T, B, I)))[0].shape == (T, B, H)
+    with pytest.raises(ValueError, match="dtype: rnnkit's int8 modules take torch.qint8"):
+        rt.QuantizedLSTM(I, H, dtype=torch.float16)
+    with pytest.raises(TypeError, match="unexpected keyword arguments"):
+        rt.QuantizedLSTM(I, H, linear_before_reset=False)
+
+
 def test_from_float_takes_any_float_dtype(torch, rt):
     m = torch.nn.LSTM(I, H)
     x = torch.randn(T, B, I)
