@@ -8,7 +8,9 @@ r, z, n for the GRU (G = 3, "linear before reset" as in torch.nn.GRU by
 default, or "reset before linear" as in Cho et al. 2014 and ONNX's default).
 
 Weights are packed once (:func:`pack_lstm`, :func:`pack_gru`) and reused by
-every call. ``training=True`` makes a forward call keep what the backward
+every call, for products in their own dtype or, from float32 weights, in
+``precision="bfloat16"`` or ``"int8"`` (inference only); inputs, states and
+outputs stay float32 (or bfloat16 arrays of ``ml_dtypes``, where installed). ``training=True`` makes a forward call keep what the backward
 call needs and return it as an opaque context.
 """
 

@@ -53,10 +53,69 @@ def as_int(value, name: str, minimum: Optional[int] = None) -> int:
 
 def as_numpy(value) -> np.ndarray:
     """An array from a NumPy array, an array-like or a torch tensor (duck-typed,
-    torch stays optional: detached and moved to the CPU first)."""
+    torch stays optional: detached and moved to the CPU first; a bfloat16
+    tensor, which NumPy cannot hold, becomes float32, exactly)."""
     if hasattr(value, "detach") and hasattr(value, "cpu") and hasattr(value, "numpy"):
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":
+            value = value.float()
+        value = value.numpy()
     return np.asarray(value)
+
+
+# ---- reduced precision ------------------------------------------------------------
+
+# What the products of packed weights take (PackedWeights.precision).
+PRECISIONS = ("float32", "float64", "bfloat16", "int8")
+
+
+def precision_name(value, name: str = "precision", unknown=ValueError) -> str:
+    """'float32', 'float64', 'bfloat16' or 'int8' from that string, a NumPy
+    dtype (ml_dtypes.bfloat16 included, when installed) or a torch dtype
+    (torch.qint8 is 'int8'). Anything else raises, naming ``name``: a
+    TypeError for what is no str or dtype, ``unknown`` for another one
+    (a ``dtype`` argument passes TypeError there, as NumPy does for a
+    dtype it does not know)."""
+    if isinstance(value, str):
+        label = value
+    elif type(value).__name__ == "dtype" and type(value).__module__ == "torch":
+        # Duck-typed: torch stays optional.
+        label = {"qint8": "int8"}.get(str(value)[len("torch."):], str(value)[len("torch."):])
+    else:
+        try:
+            label = np.dtype(value).name if value is not None else None
+        except (TypeError, ValueError):
+            label = None
+        if label is None:
+            raise TypeError(f"{name}: expected one of {', '.join(map(repr, PRECISIONS))} (a str or a dtype), "
+                            f"got {type(value).__name__} {value!r}")
+    if label not in PRECISIONS:
+        raise unknown(f"{name}: expected one of {', '.join(map(repr, PRECISIONS))}, got {value!r}")
+    return label
+
+
+def is_bfloat16(value) -> bool:
+    """Whether ``value`` is a NumPy array of a bfloat16 dtype (ml_dtypes',
+    or any other registered under that name): checked by name, so nothing
+    is imported and ml_dtypes stays optional."""
+    return isinstance(value, np.ndarray) and value.dtype.name == "bfloat16"
+
+
+def from_bfloat16(value):
+    """A bfloat16 array as float32 (exact: every bfloat16 is a float32);
+    anything else as it is."""
+    return value.astype(np.float32) if is_bfloat16(value) else value
+
+
+def like_input(arr, bf16_dtype):
+    """A float32 result in the dtype of the input it came from: rounded to
+    ``bf16_dtype`` (the input's own bfloat16 dtype) when there is one."""
+    return arr if arr is None or bf16_dtype is None else arr.astype(bf16_dtype)
+
+
+def bfloat16_dtype(value):
+    """The bfloat16 dtype of ``value`` (to give results back in), or None."""
+    return value.dtype if is_bfloat16(value) else None
 
 
 def integer_array(value, name: str) -> np.ndarray:

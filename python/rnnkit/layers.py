@@ -31,7 +31,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _core
-from ._common import GATES, as_bool, as_int, cell_name, check_batch_sizes, check_lengths
+from ._common import (GATES, as_bool, as_int, bfloat16_dtype, cell_name, check_batch_sizes, check_lengths,
+                      from_bfloat16, like_input, precision_name)
 from .functional import gru_backward, gru_forward, lstm_backward, lstm_forward, pack_gru, pack_lstm
 
 __all__ = ["MODES", "param_names", "param_shapes", "pack_layer_weights", "rnn_forward", "rnn_backward",
@@ -81,14 +82,19 @@ def _gates(cell: str) -> int:
 
 def pack_layer_weights(cell: str, params: Mapping[str, np.ndarray], *, num_layers: int, bidirectional: bool,
                        bias: bool = True, linear_before_reset: bool = True,
-                       into: Optional[List[_core.PackedWeights]] = None) -> List[_core.PackedWeights]:
+                       into: Optional[List[_core.PackedWeights]] = None,
+                       precision: Optional[str] = None) -> List[_core.PackedWeights]:
     """Pack every layer and direction; index ``layer * D + direction``.
 
     ``params`` maps torch names to arrays (float32 or float64, one dtype).
     With ``bias=False`` the bias entries are not read (zeros are used).
+    ``precision``: what the products take, as in :func:`rnnkit.pack_lstm`
+    (the weights' dtype by default; ``"bfloat16"`` or ``"int8"`` for
+    float32 weights).
     ``into``: the packed weights of an earlier call for the same layers;
-    where they match (cell, form, dtype, sizes) the new weights are packed
-    into their memory (``PackedWeights.update``) and that list comes back.
+    where they match (cell, form, dtype, precision, sizes) the new weights
+    are packed into their memory (``PackedWeights.update``) and that list
+    comes back.
     """
     cell = cell_name(cell)
     num_layers = as_int(num_layers, "num_layers", 1)
@@ -105,21 +111,26 @@ def pack_layer_weights(cell: str, params: Mapping[str, np.ndarray], *, num_layer
                 raise ValueError(f"params: missing {exc.args[0]!r}") from None
             entries.append((w_ih, w_hh, b_ih, b_hh))
     lbr = cell != "gru" or as_bool(linear_before_reset, "linear_before_reset", zero_one=True)
+    precision = None if precision is None else precision_name(precision)
     # An optimizer step changes values, not shapes: pack into the old memory.
     if into is not None and len(into) == len(entries) and all(
-            _fits(p, cell, lbr, w_ih, w_hh) for p, (w_ih, w_hh, _, _) in zip(into, entries)):
+            _fits(p, cell, lbr, precision, w_ih, w_hh) for p, (w_ih, w_hh, _, _) in zip(into, entries)):
         for p, weights in zip(into, entries):
             p.update(*weights)
         return into
     if cell == "lstm":
-        return [pack_lstm(*weights) for weights in entries]
-    return [pack_gru(*weights, linear_before_reset=lbr) for weights in entries]
+        return [pack_lstm(*weights, precision=precision) for weights in entries]
+    return [pack_gru(*weights, linear_before_reset=lbr, precision=precision) for weights in entries]
 
 
-def _fits(packed: _core.PackedWeights, cell: str, lbr: bool, w_ih, w_hh) -> bool:
-    """Whether packed weights can take (w_ih, w_hh) in place."""
-    return (packed.cell == cell and packed.linear_before_reset == lbr
-            and isinstance(w_ih, np.ndarray) and isinstance(w_hh, np.ndarray) and w_ih.dtype == packed.dtype
+def _fits(packed: _core.PackedWeights, cell: str, lbr: bool, precision: Optional[str], w_ih, w_hh) -> bool:
+    """Whether packed weights can take (w_ih, w_hh) in place (update keeps
+    a pack's precision: it must be the one asked for)."""
+    if not (isinstance(w_ih, np.ndarray) and isinstance(w_hh, np.ndarray)):
+        return False
+    wanted = precision if precision is not None else w_ih.dtype.name
+    return (packed.cell == cell and packed.linear_before_reset == lbr and packed.precision == wanted
+            and w_ih.dtype == packed.dtype
             and w_ih.ndim == 2 and w_ih.shape[1] == packed.input_size and w_hh.shape[-1] == packed.hidden_size)
 
 
@@ -241,6 +252,13 @@ def _kernel_rows(x: np.ndarray, lengths, batch_sizes):
     return batch, None, "dense", None
 
 
+def _check_dropout(dropout) -> None:
+    if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, (int, float, np.floating, np.integer)):
+        raise TypeError(f"dropout: expected a float probability, got {type(dropout).__name__}")
+    if not 0.0 <= dropout <= 1.0:  # NaN fails too
+        raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout}")
+
+
 def _layer_direction(cell: str, inp, weights, h0, c0, reverse: bool, training: bool, kw):
     """One layer and direction through the single-layer functions."""
     if cell == "lstm":
@@ -265,20 +283,24 @@ def rnn_forward(cell: str, x: np.ndarray, packed: Sequence[_core.PackedWeights],
 
     Returns ``(y, h_n, c_n, ctx)``: y (T, B, D*H) (packed input: (N, D*H)),
     c_n None for the GRU, ctx None unless ``training``.
+
+    x, hx and cx are of the packed weights' dtype (float32 for bfloat16 and
+    int8 packs) or bfloat16 arrays (``ml_dtypes``; read as float32): y, h_n
+    and c_n are bfloat16 when x is. The backward's gradients are float32.
     """
     cell = cell_name(cell)
     num_layers = as_int(num_layers, "num_layers", 1)
     dirs = 2 if as_bool(bidirectional, "bidirectional") else 1
     training = as_bool(training, "training")
-    if isinstance(dropout, (bool, np.bool_)) or not isinstance(dropout, (int, float, np.floating, np.integer)):
-        raise TypeError(f"dropout: expected a float probability, got {type(dropout).__name__}")
+    _check_dropout(dropout)
     if lengths is not None and batch_sizes is not None:
         raise ValueError("lengths and batch_sizes: give at most one (padded input with lengths, or packed rows)")
     x = np.asarray(x)
+    # bfloat16 arrays in, bfloat16 arrays out; float32 in between.
+    bf16 = bfloat16_dtype(x)
+    x, hx, cx = from_bfloat16(x), from_bfloat16(hx), from_bfloat16(cx)
     if x.dtype not in (np.float32, np.float64):
-        raise TypeError(f"x: expected dtype float32 or float64, got {x.dtype}")
-    if not 0.0 <= dropout <= 1.0:  # NaN fails too
-        raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout}")
+        raise TypeError(f"x: expected dtype float32 or float64 (or bfloat16, read as float32), got {x.dtype}")
 
     batch, bs, layout, rows_map = _kernel_rows(x, lengths, batch_sizes)
     hidden = _check_packed(cell, packed, num_layers, dirs, x.shape[-1], x.dtype)
@@ -323,7 +345,7 @@ def rnn_forward(cell: str, x: np.ndarray, packed: Sequence[_core.PackedWeights],
         inverse = np.argsort(rows_map.order)
         h_n = np.ascontiguousarray(h_n[:, inverse])
         c_n = np.ascontiguousarray(c_n[:, inverse]) if c_n is not None else None
-    return y, h_n, c_n, ctx
+    return like_input(y, bf16), like_input(h_n, bf16), like_input(c_n, bf16), ctx
 
 
 def rnn_backward(ctx: RnnContext, dy: Optional[np.ndarray] = None, dh_n: Optional[np.ndarray] = None,
@@ -341,9 +363,10 @@ def rnn_backward(ctx: RnnContext, dy: Optional[np.ndarray] = None, dh_n: Optiona
     nstates = ctx.num_layers * dirs
     state_shape = (nstates, ctx.batch, H)
     out_shape = ctx.input_shape[:-1] + (dirs * H,)
-    dy = _states("dy", dy, out_shape, dt)
-    dh_n = _states("dh_n", dh_n, state_shape, dt)
-    dc_n = _states("dc_n", dc_n, state_shape, dt) if ctx.cell == "lstm" else None
+    # bfloat16 gradients are read as float32 (exactly).
+    dy = _states("dy", from_bfloat16(dy), out_shape, dt)
+    dh_n = _states("dh_n", from_bfloat16(dh_n), state_shape, dt)
+    dc_n = _states("dc_n", from_bfloat16(dc_n), state_shape, dt) if ctx.cell == "lstm" else None
 
     sort = (lambda s: None if s is None else np.ascontiguousarray(s[rows_map.order])) if rows_map else (lambda s: s)
     # The gradient reaching the top layer's output, in the kernels' rows.

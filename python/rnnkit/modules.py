@@ -5,6 +5,14 @@ Same constructor arguments, parameter names, shapes, initialisation
 between the two with :meth:`RNNBase.state_dict` / :meth:`RNNBase.load_state_dict`.
 NumPy has no autograd: after a call in training mode, :meth:`RNNBase.backward`
 returns the input and state gradients and fills :attr:`RNNBase.grads`.
+
+``dtype`` is float32 (default), float64, ``"bfloat16"`` (or
+``ml_dtypes.bfloat16``) or ``"int8"``: the last two keep float32 parameters
+(master weights: state_dict, optimizer steps) and pack them at that
+precision for the products (:attr:`RNNBase.precision`). int8 modules run
+inference only: they start in eval mode, and ``train()`` and ``backward``
+refuse. Inputs and states are float32 (float64 for float64 modules) or
+bfloat16 arrays of ``ml_dtypes``, which give bfloat16 outputs.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 
 from . import layers
-from ._common import as_bool, as_int, as_numpy
+from ._common import as_bool, as_int, as_numpy, bfloat16_dtype, from_bfloat16, like_input, precision_name
 
 __all__ = ["RNNBase", "LSTM", "GRU"]
 
@@ -39,12 +47,10 @@ class RNNBase:
             raise TypeError(f"dropout: expected a float probability in [0, 1], got {type(dropout).__name__}")
         if not 0.0 <= dropout <= 1.0:
             raise ValueError(f"dropout: expected a probability in [0, 1], got {dropout!r}")
-        try:
-            self.dtype = np.dtype(dtype)
-        except TypeError:
-            raise TypeError(f"dtype: expected float32 or float64, got {dtype!r}") from None
-        if self.dtype not in (np.float32, np.float64):
-            raise TypeError(f"dtype: expected float32 or float64, got {self.dtype}")
+        # ``precision``: what the products take; ``dtype``: the parameters'
+        # (bfloat16 and int8 modules keep float32 master weights).
+        self.precision = precision_name(dtype, "dtype", unknown=TypeError)
+        self.dtype = np.dtype(np.float64 if self.precision == "float64" else np.float32)
         self.bias = as_bool(bias, "bias")
         self.batch_first = as_bool(batch_first, "batch_first")
         self.bidirectional = as_bool(bidirectional, "bidirectional")
@@ -52,7 +58,8 @@ class RNNBase:
         self.linear_before_reset = as_bool(linear_before_reset, "linear_before_reset", zero_one=True)
         if seed is not None:
             as_int(seed, "seed", 0)
-        self.training = True
+        # int8 weights are quantized for inference only: such a module starts in eval mode.
+        self.training = self.precision != "int8"
         # Seeded: the initial weights and every dropout mask are reproducible.
         self._rng = np.random.default_rng(seed)
         self._shapes = layers.param_shapes(self.cell, self.input_size, self.hidden_size, self.num_layers,
@@ -103,7 +110,12 @@ class RNNBase:
             setattr(self, name, np.array(value, dtype=self.dtype, copy=True))
 
     def train(self, mode: bool = True) -> "RNNBase":
-        self.training = as_bool(mode, "mode")
+        mode = as_bool(mode, "mode")
+        if mode and self.precision == "int8":
+            raise ValueError(f"mode: rnnkit.{type(self).__name__}(dtype='int8') runs inference only (its weights are "
+                             f"quantized for the forward); train a float32 or bfloat16 module and make an int8 one "
+                             f"from its state_dict")
+        self.training = mode
         self._drop_packed()
         return self
 
@@ -144,7 +156,7 @@ class RNNBase:
                                  f"{getattr(arr, 'dtype', type(arr).__name__)} {getattr(arr, 'shape', '')}")
         return layers.pack_layer_weights(self.cell, params, num_layers=self.num_layers,
                                          bidirectional=self.bidirectional, bias=self.bias,
-                                         linear_before_reset=self.linear_before_reset)
+                                         linear_before_reset=self.linear_before_reset, precision=self.precision)
 
     # ---- forward and backward ----------------------------------------------------
 
@@ -157,10 +169,15 @@ class RNNBase:
         (num_layers * D, B, H) ((num_layers * D, H) unbatched), or None.
         lengths: (B,) sequence lengths in [1, T], any order; outputs past a
         sequence's end are zero and its final state is taken at its end.
-        Returns (y, h_n) for the GRU, (y, (h_n, c_n)) for the LSTM."""
+        Returns (y, h_n) for the GRU, (y, (h_n, c_n)) for the LSTM.
+        x and the states are of the parameters' dtype (float32 for
+        'bfloat16' and 'int8' modules) or, where that is float32, bfloat16
+        arrays (``ml_dtypes``): the outputs are then bfloat16 too."""
         x = np.asarray(x)
-        if x.dtype != self.dtype:
-            raise TypeError(f"x: expected dtype {self.dtype.name} (the module's), got {x.dtype}")
+        bf16 = bfloat16_dtype(x) if self.dtype == np.float32 else None
+        if x.dtype != self.dtype and bf16 is None:
+            allowed = self.dtype.name + (" or bfloat16" if self.dtype == np.float32 else "")
+            raise TypeError(f"x: expected dtype {allowed} (the module's), got {x.dtype}")
         if x.ndim not in (2, 3) or x.shape[-1] != self.input_size:
             raise ValueError(f"x: expected shape (T, B, {self.input_size}) (batch_first: (B, T, "
                              f"{self.input_size}); unbatched: (T, {self.input_size})), got {x.shape}")
@@ -175,17 +192,21 @@ class RNNBase:
             self.cell, x, self._packed_weights(), h0, c0, num_layers=self.num_layers,
             bidirectional=self.bidirectional, lengths=lengths, dropout=self.dropout,
             dropout_mask=self._mask, training=self.training)
-        self._ctx = (ctx, unbatched) if self.training else None
+        self._ctx = (ctx, unbatched, bf16) if self.training else None
         return self._shape_outputs(y, h_n, c_n, unbatched)
 
     def backward(self, dy=None, dhx_n=None):
         """Gradients of the last training-mode call. dy like its y, dhx_n
         like its h_n (GRU) or (h_n, c_n) (LSTM); None for zeros. Returns
         (dx, dhx) shaped like x and hx, and sets :attr:`grads`
-        (parameter name -> gradient)."""
+        (parameter name -> gradient). dx is bfloat16 when x was, every
+        other gradient float32 (the parameters' dtype)."""
+        if self.precision == "int8":
+            raise RuntimeError(f"backward: rnnkit.{type(self).__name__}(dtype='int8') runs inference only")
         if self._ctx is None:
             raise RuntimeError("backward: call the module in training mode (module.train()) first")
-        ctx, unbatched = self._ctx
+        ctx, unbatched, *rest = self._ctx  # a context pickled before bfloat16 inputs: two entries
+        bf16 = rest[0] if rest else None
         if dy is not None:
             dy = np.asarray(dy)
             if dy.ndim != (2 if unbatched else 3):
@@ -209,6 +230,7 @@ class RNNBase:
             dcx = dcx[:, 0] if dcx is not None else None
         elif self.batch_first:
             dx = dx.transpose(1, 0, 2)
+        dx = like_input(dx, bf16)
         return dx, ((dhx, dcx) if self.cell == "lstm" else dhx)
 
     def _mask(self, shape, dtype):
@@ -255,6 +277,8 @@ class RNNBase:
         return state
 
     def __setstate__(self, state):
+        # Modules pickled before precisions existed: their dtype says it all.
+        state.setdefault("precision", state["dtype"].name)
         for name in state.get("_shapes", ()):
             arr = state.get(name)
             if isinstance(arr, np.ndarray) and not arr.flags.writeable:
@@ -279,7 +303,7 @@ class RNNBase:
         extra = "" if self.cell == "lstm" or self.linear_before_reset else ", linear_before_reset=False"
         return (f"rnnkit.{type(self).__name__}({self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
                 f"bias={self.bias}, batch_first={self.batch_first}, dropout={self.dropout}, "
-                f"bidirectional={self.bidirectional}, dtype={self.dtype.name}{extra})")
+                f"bidirectional={self.bidirectional}, dtype={self.precision}{extra})")
 
 
 class LSTM(RNNBase):

@@ -23,8 +23,7 @@ What runs where
   or the call is not plain eager: ``torch.jit.trace`` / ``torch.onnx.export``,
   ``torch.compile`` / ``torch.export``, forward-mode AD, fake tensors and
   any other TorchDispatchMode / TorchFunctionMode, tensor subclasses, and
-  CPU autocast (torch.nn's LSTM returns the autocast dtype there, its GRU
-  float32 from autocast-dtype products). ``torch.func`` transforms
+  autocast to float16. ``torch.func`` transforms
   (``vmap``, ``grad``, ``jacrev``, ...) run the same math in plain torch
   operations, which vmap can batch (torch.nn's fused RNN ops cannot).
   ``torch.jit.script`` scripts a torch.nn twin sharing the parameters
@@ -34,10 +33,31 @@ What runs where
   ``torch._dynamo.config.allow_rnn`` it traces torch.nn's forward).
 * torch's own implementation, with a one-time ``RuntimeWarning`` per module
   and reason: ``proj_size > 0`` (rnnkit has no projection kernels), tensors
-  on another device (CUDA, MPS, ...), or another dtype (float16, bfloat16).
+  on another device (CUDA, MPS, ...), or another dtype (float16).
   Empty input (no time steps or no batch) also goes to torch, silently.
   ``GRU(linear_before_reset=False)`` has no torch counterpart: wherever
   torch would run, it runs the same math written in torch operations.
+* rnnkit's bfloat16 kernels (products of bfloat16 operands summed in
+  float32; gate math and cell state float32), with torch.nn's dtypes:
+  under ``torch.autocast("cpu", dtype=torch.bfloat16)`` for float32 modules
+  (the weights packed in bfloat16 from the float32 parameters, cached apart
+  from the float32 packing and checked for staleness the same way), and
+  for bfloat16 modules (``module.to(torch.bfloat16)``; packed from the
+  parameters read as float32, exactly). Outputs follow torch.nn: a bfloat16
+  module returns bfloat16; under autocast the LSTM on dense input returns
+  bfloat16, otherwise outputs and states take the dtype of h_0 (of the
+  input when no h_0 is given); float32 and bfloat16 input and states mix
+  freely under autocast, as in torch.nn. float64 modules ignore autocast.
+  Gradients come back in each input's dtype. Training in bfloat16 runs the
+  kernels' bfloat16 backward where the build has it
+  (``bf16_training_supported()``); elsewhere calls that need gradients run
+  torch's own path (autocast silently, bfloat16 modules with a warning).
+* rnnkit's int8 kernels: :func:`quantize_dynamic` (torch's
+  ``torch.ao.quantization.quantize_dynamic`` contract) swaps a model's LSTM
+  and GRU modules for :class:`QuantizedLSTM` / :class:`QuantizedGRU`:
+  weights quantized once per output row, inputs and states per step,
+  float32 in and out, inference only (a training-mode forward and a
+  backward through them raise).
 * Dropout between layers (training mode only) draws its masks from torch's
   RNG exactly as torch's own RNN does: ``torch.manual_seed`` reproduces
   them, and torch.nn.LSTM/GRU at the same seed draw the same masks.
@@ -74,9 +94,11 @@ from ._common import as_bool, as_numpy
 from . import isa as _active_isa
 from . import layers
 
-__all__ = ["LSTM", "GRU", "convert"]
+__all__ = ["LSTM", "GRU", "convert", "quantize_dynamic", "QuantizedLSTM", "QuantizedGRU", "bf16_training_supported"]
 
-_KERNEL_DTYPES = (torch.float32, torch.float64)
+_KERNEL_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
+# Where each precision's packed weights are cached on a module.
+_CACHE_ATTR = {"float32": "_rnnkit_cache", "float64": "_rnnkit_cache", "bfloat16": "_rnnkit_cache_bf16"}
 _TORCH_DTYPE = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 _PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
 
@@ -119,6 +141,28 @@ except ImportError:  # pragma: no cover - a future torch that moved them: assume
         return True
 
 
+# ---- what the kernels of this build can do ------------------------------------------------
+
+_BF16_TRAINING: Optional[bool] = None
+
+
+def bf16_training_supported() -> bool:
+    """Whether this build's kernels train with bfloat16 packs (asked once:
+    a one-step training call on a tiny pack). Where they cannot, bfloat16
+    modules and autocast regions that need gradients run torch's own path."""
+    global _BF16_TRAINING
+    if _BF16_TRAINING is None:
+        from . import functional
+        tiny = np.zeros((4, 1), np.float32)
+        try:
+            functional.lstm_forward(np.zeros((1, 1, 1), np.float32),
+                                    functional.pack_lstm(tiny, tiny, precision="bfloat16"), training=True)
+            _BF16_TRAINING = True
+        except ValueError:
+            _BF16_TRAINING = False
+    return _BF16_TRAINING
+
+
 # ---- staleness check -------------------------------------------------------------------
 
 class _Packed:
@@ -158,8 +202,12 @@ class _ContextHolder(bytearray):
 class _Run:
     """Everything one forward call passes to the autograd Function besides tensors."""
 
-    def __init__(self, module, packed, batch_sizes, record: bool):
+    def __init__(self, module, packed, batch_sizes, record: bool, out_dtype=None):
         self.mode = module.mode
+        # The dtype torch.nn would return (bfloat16 modules and autocast); None: the kernels' own.
+        self.out_dtype = out_dtype
+        # int8 packs: forward only.
+        self.inference_only = packed[0].precision == "int8"
         self.packed = packed
         self.num_layers = module.num_layers
         self.bidirectional = module.bidirectional
@@ -169,7 +217,7 @@ class _Run:
         self.batch_sizes = batch_sizes
         # Dropout is a training-mode thing; eval-mode calls that need gradients get none.
         self.dropout = float(module.dropout) if module.training and module.num_layers > 1 else 0.0
-        self.record = record or self.dropout > 0.0
+        self.record = (record or self.dropout > 0.0) and not self.inference_only
 
     def dropout_mask(self, shape, dtype) -> np.ndarray:
         # Drawn as torch's RNN draws its own (at::dropout: bernoulli_ then
@@ -205,11 +253,14 @@ class _RNNFunction(torch.autograd.Function):
         ctx.save_for_backward(x, h0, c0, *weights, holder.tensor())
         # Unused outputs reach backward as None, which the kernels read as zeros.
         ctx.set_materialize_grads(False)
-        outs = (torch.from_numpy(y), torch.from_numpy(h_n))
-        return outs if c_n is None else outs + (torch.from_numpy(c_n),)
+        outs = tuple(_out(a, run.out_dtype) for a in (y, h_n, c_n) if a is not None)
+        return outs
 
     @staticmethod
     def backward(ctx, dy, dh_n, dc_n=None):
+        if ctx.run.inference_only:
+            raise RuntimeError(f"rnnkit.torch: the {ctx.run.mode} ran on int8 weights (quantize_dynamic), which "
+                               f"are for inference only: no gradient flows through it")
         saved = ctx.saved_tensors[:-1]  # raises if an input was modified in place since forward
         holder = ctx.rnn()
         rctx = None if holder is None else holder.rnn
@@ -222,11 +273,19 @@ class _RNNFunction(torch.autograd.Function):
             return (None,) + grads
         dx, dhx, dcx, grads = layers.rnn_backward(rctx, _np(dy), _np(dh_n), _np(dc_n))
         # Weight gradients in the order of _flat_weights: w_ih, w_hh[, b_ih, b_hh] per layer and direction.
+        # Each gradient in its input's dtype (bfloat16 modules get bfloat16 ones, as from torch.nn).
         per_layer = 4 if ctx.run.bias else 2
-        dweights = [torch.from_numpy(g) for layer in grads for g in layer[:per_layer]]
-        dh0 = torch.from_numpy(dhx) if saved[1] is not None else None
-        dc0 = torch.from_numpy(dcx) if saved[2] is not None else None
-        return (None, torch.from_numpy(dx), dh0, dc0, *dweights)
+        x, h0, c0, *weights = saved
+        dweights = [_out(g, w.dtype) for w, g in zip(weights, (g for layer in grads for g in layer[:per_layer]))]
+        dh0 = _out(dhx, h0.dtype) if h0 is not None else None
+        dc0 = _out(dcx, c0.dtype) if c0 is not None else None
+        return (None, _out(dx, x.dtype), dh0, dc0, *dweights)
+
+
+def _out(array: np.ndarray, dtype) -> torch.Tensor:
+    """A kernels' result as a tensor of ``dtype`` (None: as it is)."""
+    t = torch.from_numpy(array)
+    return t if dtype is None or t.dtype == dtype else t.to(dtype)
 
 
 def _differentiable_backward(ctx, saved, grad_outputs):
@@ -241,7 +300,9 @@ def _differentiable_backward(ctx, saved, grad_outputs):
 
     with torch.enable_grad():
         inputs = list(saved)
-        x, h0, c0, *weights = inputs
+        # bfloat16 tensors (modules, autocast) in float32: the kernels' arithmetic, and one dtype for torch's ops.
+        x, h0, c0, *weights = [t if t is None or t.dtype == torch.float64 else t.float() for t in inputs]
+        grad_outputs = tuple(g if g is None else g.to(x.dtype) for g in grad_outputs)
         outs = _torch_math.rnn(run.mode, x, run.batch_sizes, h0, c0, weights, num_layers=run.num_layers,
                                bidirectional=run.bidirectional, hidden_size=run.hidden_size,
                                linear_before_reset=run.linear_before_reset, dropout=dropout)
@@ -261,33 +322,41 @@ class _RnnkitMixin:
 
     # ---- packed weights --------------------------------------------------------
 
-    def _packed_weights(self, weights):
+    def _packed_weights(self, weights, precision: str = "float32"):
         # Packed again only when the bytes differ from the last packing's
-        # (or the ISA, form or dtypes changed): PackedWeights.matches per pack.
+        # (or the ISA, form or dtypes changed): PackedWeights.matches per pack
+        # (for a bfloat16 pack: whether packing again would change it).
+        # bfloat16 packs (autocast, bfloat16 modules) are cached apart from
+        # the float ones: a model evaluated under autocast between float
+        # training steps packs each once.
         lbr = getattr(self, "linear_before_reset", True)
-        key = (_active_isa(), lbr)
-        cache = self.__dict__.get("_rnnkit_cache")
+        key = (_active_isa(), lbr, precision)
+        attr = _CACHE_ATTR[precision]
+        cache = self.__dict__.get(attr)
         if cache is not None and cache.key == key and cache.holds(weights):
             return cache.packed
+        # bfloat16 parameters are read as float32 (exactly).
         arrays = [_np(w) for w in weights]
         params = dict(zip(self._flat_weights_names, arrays))
         # Changed weights go into the memory of the last packing (contexts
         # still holding it keep their own).
         packed = layers.pack_layer_weights(
             self.mode, params, num_layers=self.num_layers, bidirectional=self.bidirectional,
-            bias=self.bias, linear_before_reset=lbr, into=cache.packed if cache is not None else None)
-        self._rnnkit_cache = _Packed(key, packed, self._flat_weights_names, self.num_layers,
-                                     2 if self.bidirectional else 1, self.bias)
+            bias=self.bias, linear_before_reset=lbr, into=cache.packed if cache is not None else None,
+            precision=None if precision in ("float32", "float64") else precision)
+        setattr(self, attr, _Packed(key, packed, self._flat_weights_names, self.num_layers,
+                                    2 if self.bidirectional else 1, self.bias))
         return packed
 
     def flatten_parameters(self) -> None:
         """torch's (a no-op on the CPU), and drops rnnkit's packed weights."""
         super().flatten_parameters()
         self._rnnkit_cache = None
+        self._rnnkit_cache_bf16 = None
 
     # ---- pickling and copies -----------------------------------------------------
 
-    _RNNKIT_KEYS = ("_rnnkit_cache", "_rnnkit_warned")
+    _RNNKIT_KEYS = ("_rnnkit_cache", "_rnnkit_cache_bf16", "_rnnkit_warned")
 
     def __getstate__(self):
         # Packed weights are a cache of the parameters: not pickled, not deep-copied.
@@ -337,7 +406,7 @@ class _RnnkitMixin:
                 return f"tensors on device {t.device.type!r} (rnnkit runs on the CPU)"
         dtype = weights[0].dtype
         if dtype not in _KERNEL_DTYPES:
-            return f"weights of dtype {dtype} (rnnkit runs float32 and float64)"
+            return f"weights of dtype {dtype} (rnnkit runs float32, float64 and bfloat16)"
         return None
 
     def _torch_forward(self, reason: str, input, hx, warn: bool = True, ops: bool = False):
@@ -377,14 +446,15 @@ class _RnnkitMixin:
                 raise RuntimeError(f"For {kind} input, hx should also be {want}-D but got {hx.dim()}-D tensor")
         return states if batched else tuple(s.unsqueeze(1) for s in states)
 
-    def _check_states(self, x, states, batch_sizes) -> None:
-        # torch's own shape checks, plus a clear dtype check where torch fails deep inside.
+    def _check_states(self, x, states, batch_sizes, same_dtype: bool = True) -> None:
+        # torch's own shape checks, plus a clear dtype check where torch fails deep inside
+        # (under autocast torch.nn takes float32 and bfloat16 mixed: so do the bfloat16 kernels).
         if states is None:
             self.check_input(x, batch_sizes)
             return
         self.check_forward_args(x, states if self.mode == "LSTM" else states[0], batch_sizes)
         for name, s in zip(("hx[0]", "hx[1]") if self.mode == "LSTM" else ("hx",), states):
-            if s.dtype != x.dtype:
+            if same_dtype and s.dtype != x.dtype:
                 raise RuntimeError(f"{name}: dtype {s.dtype} does not match the input's ({x.dtype})")
 
     def forward(self, input, hx=None):
@@ -396,10 +466,9 @@ class _RnnkitMixin:
         weights = self._flat_weights
         # Where torch must see the operations: torch.nn's forward, silently.
         reason = _graph_context((data, *states, *weights))
-        if reason is None and torch.is_autocast_enabled("cpu"):
-            # torch.nn's RNNs take their products in the autocast dtype (the
-            # LSTM also returns it): only torch's path gives its results.
-            reason = "CPU autocast"
+        autocast = torch.is_autocast_enabled("cpu")
+        if reason is None and autocast and torch.get_autocast_dtype("cpu") != torch.bfloat16:
+            reason = "CPU autocast to a dtype other than bfloat16"
         if reason is not None:
             # torch.func transforms: torch operations, which vmap can batch
             # (torch.nn's fused RNN ops have no batching rule).
@@ -410,9 +479,48 @@ class _RnnkitMixin:
             return self._torch_forward(reason, input, hx)
         if isinstance(data, torch.Tensor) and data.numel() == 0:
             return self._torch_forward("empty input", input, hx, warn=False)
-        return self._run(input, hx, kernels=True)
+        plan = self._precision_plan(data, states, weights, autocast, isinstance(input, PackedSequence))
+        if isinstance(plan, str):
+            return self._torch_forward(plan, input, hx, warn=plan.startswith("bfloat16 weights with gradients"))
+        return self._run(input, hx, kernels=True, precision=plan[0], out_dtype=plan[1])
 
-    def _run(self, input, hx, kernels: bool):
+    def _precision_plan(self, data, states, weights, autocast: bool, packed_input: bool):
+        """(precision of the products, output dtype or None) for the kernels,
+        or why torch's own path runs instead (a str).
+
+        torch.nn's results are the model: a bfloat16 module (bfloat16
+        weights, input and states) returns bfloat16; under CPU autocast to
+        bfloat16 a float32 module takes its products in bfloat16 and returns
+        bfloat16 from the LSTM on dense input, else the dtype of the states
+        (h_0, or the input when none is given). float64 modules are left
+        alone by autocast, as in torch."""
+        wd = weights[0].dtype
+        # Anything but tensors among the states is for _run's argument checks to refuse.
+        states = [s for s in states if isinstance(s, torch.Tensor)]
+        kinds = {data.dtype, *(s.dtype for s in states)}
+        if any(w.dtype != wd for w in weights):
+            return "weights of mixed dtypes"
+        if wd == torch.bfloat16:
+            if kinds != {torch.bfloat16}:
+                return "bfloat16 weights with input or states of another dtype"
+            precision, out = "bfloat16", torch.bfloat16
+        elif autocast and wd == torch.float32:
+            if not kinds <= {torch.float32, torch.bfloat16}:
+                return "CPU autocast with input or states of another dtype"
+            precision = "bfloat16"
+            out = torch.bfloat16 if self.mode == "LSTM" and not packed_input else (states or (data,))[0].dtype
+        else:
+            if autocast and kinds != {wd}:
+                return "CPU autocast with input or states of another dtype"
+            return ("float64" if wd == torch.float64 else "float32"), None
+        # Training in bfloat16 needs the kernels' bfloat16 backward.
+        record = torch.is_grad_enabled() and any(t.requires_grad for t in (data, *states, *weights))
+        if record and not bf16_training_supported():
+            what = "bfloat16 weights" if wd == torch.bfloat16 else "CPU autocast"
+            return f"{what} with gradients (rnnkit's kernels run bfloat16 inference only in this build)"
+        return precision, out
+
+    def _run(self, input, hx, kernels: bool, precision: str = "float32", out_dtype=None):
         """torch's forward contract around either engine: rnnkit's kernels
         (one autograd node) or the same math in torch operations."""
         # Time-major (T, B, I) or packed rows, and states (L*D, B, H) in the kernels' batch order.
@@ -431,7 +539,7 @@ class _RnnkitMixin:
             if not batched:
                 x = x.unsqueeze(0 if self.batch_first else 1)
         states = self._batched_states(hx, batched)
-        self._check_states(x, states, batch_sizes)
+        self._check_states(x, states, batch_sizes, same_dtype=not kernels or precision != "bfloat16")
         if states is not None and sorted_indices is not None:
             states = tuple(s.index_select(1, sorted_indices) for s in states)
         if self.batch_first and not packed_input:
@@ -445,7 +553,7 @@ class _RnnkitMixin:
             record = torch.is_grad_enabled() and any(
                 t is not None and t.requires_grad for t in (x, h0, c0, *weights))
             bs = None if batch_sizes is None else batch_sizes.numpy()
-            run = _Run(self, self._packed_weights(weights), bs, record)
+            run = _Run(self, self._packed_weights(weights, precision), bs, record, out_dtype)
             y, *final = _RNNFunction.apply(run, x, h0, c0, *weights)
         else:
             p = float(self.dropout) if self.training and self.num_layers > 1 else 0.0
@@ -561,3 +669,12 @@ def _convert(module: nn.Module, done: Dict[int, nn.Module]) -> nn.Module:
         return module
     done[id(module)] = twin
     return twin
+
+
+def __getattr__(name: str):
+    # The int8 modules live in rnnkit._torch_quantized, which builds on this
+    # module: looked up on use, so that there is no import circle.
+    if name in ("quantize_dynamic", "QuantizedLSTM", "QuantizedGRU"):
+        from . import _torch_quantized
+        return getattr(_torch_quantized, name)
+    raise AttributeError(f"module 'rnnkit.torch' has no attribute {name!r}")

@@ -168,7 +168,7 @@ def params(cell="LSTM", **kw):
     (lambda: rnnkit.LSTM(I, H, num_layers=0), "num_layers", ValueError),
     (lambda: rnnkit.LSTM(I, H, dropout="0.1"), "dropout", TypeError),
     (lambda: rnnkit.LSTM(I, H, dropout=1.5), "dropout", ValueError),
-    (lambda: rnnkit.LSTM(I, H, dtype="int8"), "dtype", TypeError),
+    (lambda: rnnkit.LSTM(I, H, dtype="int16"), "dtype", TypeError),
     (lambda: rnnkit.LSTM(I, H, dtype="no such dtype"), "dtype", TypeError),
     (lambda: rnnkit.LSTM(I, H, seed=1.5), "seed", TypeError),
     (lambda: rnnkit.set_isa(3), "name", TypeError),

@@ -96,7 +96,7 @@ def test_layers_no_longer_imports_the_package_or_modules():
 @pytest.mark.parametrize("name", [module_name(p) for p in python_modules()])
 def test_each_module_imports_alone_in_a_fresh_interpreter(name):
     # The torch adapter and its plain-torch math import torch at the top.
-    if name in ("rnnkit.torch", "rnnkit._torch_math"):
+    if name in ("rnnkit.torch", "rnnkit._torch_math", "rnnkit._torch_quantized"):
         require_optional("torch")
     code = f"import importlib, sys; importlib.import_module({name!r}); print('ok')"
     env_path = str(PACKAGE.parent)

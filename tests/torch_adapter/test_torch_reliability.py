@@ -769,9 +769,12 @@ def test_dtype_conversions_after_convert(torch, rt, mode):
         assert_all_close(states_of(ours(x)), states_of(ref(x)), rtol=1e-6, atol=1e-6, what=".float()")
         ours.to(torch.bfloat16), ref.to(torch.bfloat16)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("error")  # bfloat16 runs rnnkit's bfloat16 kernels: no fallback warning
             got = states_of(ours(x.bfloat16()))
-        assert all(torch.equal(a, b) for a, b in zip(got, states_of(ref(x.bfloat16()))))
+        want = states_of(ref(x.bfloat16()))
+        # Both round to bfloat16 (the products' operands, the results): a few bfloat16 steps apart at most.
+        assert all(a.dtype == b.dtype == torch.bfloat16 for a, b in zip(got, want))
+        assert max((a.float() - b.float()).abs().max().item() for a, b in zip(got, want)) < 0.05
 
 
 def test_tied_weights(torch, rt):
