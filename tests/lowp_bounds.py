@@ -478,6 +478,7 @@ def product_scale_estimate(cell, X, Hp, Cp, weights, Hk, Ck):
     lstm = cell == "lstm"
     delta = 1e-4
     scaled = (weights[0] * (1 + delta), weights[1] * (1 + delta), weights[2], weights[3])
+    # Only step()'s exact values are used here, not its bounds (so any precision).
     base = step(cell, X, Hp, Cp, weights, "bfloat16")
     moved = step(cell, X, Hp, Cp, scaled, "bfloat16")
     D = [(moved[0] - base[0]) / delta]

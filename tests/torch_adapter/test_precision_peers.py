@@ -13,12 +13,18 @@ What is asserted, for each shape over SEEDS seeds:
 - the mean over the seeds of the max error is no larger than the peer's;
 - the max error of every single case is within MAX_SLACK of the peer's.
 The slack is for the max error only: it is the extreme of thousands of
-rounding errors, so two error fields whose RMS differs by 20 % still swap
-their maxima on some seeds. Measured on this machine (seeds 0-3): rnnkit's
-RMS error was below every peer's on every case (bf16 0.6 - 0.8x PyTorch's;
-int8 0.3 - 0.5x PyTorch's, 0.75 - 0.85x ONNX Runtime's), its max error
-above the peer's on 3 of 28 LSTM cases for bf16 (by up to 9 %, 50x1x128x128)
-and on 3 of 28 for ONNX Runtime int8 (by up to 13 %, 20x3x100x50).
+rounding errors, heavy-tailed for int8 (a row's largest value sets the step
+of all its elements), so two error fields whose RMS differs by 20 % still
+swap their maxima on some seeds. Measured on this machine, in a sweep of 7
+shapes x 4 seeds per cell (10x1x16x16 to 25x1x512x512 and 40x16x128x256,
+T x B x I x H): rnnkit's RMS error / the peer's was 0.57 - 0.83 (LSTM) and
+0.42 - 0.51 (GRU) for PyTorch bf16, 0.33 - 0.58 for PyTorch int8 and
+0.63 - 0.93 for ONNX Runtime int8; its max error was above the peer's on
+3 of 28 LSTM cases for PyTorch bf16 (by up to 9 %: 50x1x128x128, 2.19e-3
+vs 2.01e-3) and on 4 of 28 for ONNX Runtime int8 (by up to 13 %), never
+for GRU or PyTorch int8. With this file's make(), 50x1x128x128 seed 1 (not
+in SHAPES) has rnnkit int8 1.14e-2 vs ONNX Runtime 9.44e-3 (1.21x), the
+largest ratio seen, hence MAX_SLACK = 1.3.
 
 Note: torch's quantize_dynamic swaps the CHILDREN of the model it is
 given, so an nn.LSTM passed on its own comes back unquantized (float32
@@ -36,7 +42,7 @@ from helpers import require_optional
 from rnnkit import _core, reference
 
 SEEDS = range(3)
-MAX_SLACK = 1.2
+MAX_SLACK = 1.3
 # (cell, T, B, I, H): B = 1 and batched, I != H, odd sizes.
 SHAPES = [
     ("lstm", 10, 1, 16, 16),
