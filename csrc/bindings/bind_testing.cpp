@@ -5,6 +5,8 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -14,6 +16,7 @@
 #include "layer/fingerprint.h"
 #include "layer/gemm_driver.h"
 #include "layer/layer_plan.h"
+#include "layer/lowp_gemm.h"
 #include "layer/threading.h"
 #include "layer/threading.h"
 
@@ -106,6 +109,57 @@ py::array gemm(py::handle a, py::handle b, py::handle isa, const std::string& b_
     return is_double ? gemm_impl<double>(a, b, how, ks.f64) : gemm_impl<float>(a, b, how, ks.f32);
 }
 
+// C = (c, or zeros) + bf16(A) bf16(B) through an ISA's bf16 kernels: B
+// packed from its columns (as weights are), then A converted and the
+// threaded driver, or with single_call one gemm call over all of C (any
+// m x n, as the AMX kernels hand small products over).
+py::array bf16_gemm(py::handle a_obj, py::handle b_obj, py::handle isa, py::handle c_obj, bool single_call) {
+    const KernelSet& ks = kernels_named(isa);
+    Arr<float> a = take_array<float>(a_obj, "a", {{kAnySize, "M"}, {kAnySize, "K"}});
+    Arr<float> b = take_array<float>(b_obj, "b", {{a.shape(1), "K"}, {kAnySize, "N"}});
+    if (a.shape(0) > (1 << 20) || a.shape(1) > (1 << 20) || b.shape(1) > (1 << 20))
+        raise_value_error("a, b: dimensions above 2^20 are not supported");
+    const int M = int(a.shape(0)), K = int(a.shape(1)), N = int(b.shape(1));
+    if (M < 1 || K < 1 || N < 1) raise_value_error("a, b: expected non-empty matrices");
+    auto c0 = take_optional<float>(c_obj, "c", {{M, "M"}, {N, "N"}});
+    Arr<float> c({py::ssize_t(M), py::ssize_t(N)});
+    {
+        py::gil_scoped_release release;
+        const bool accumulate = bool(c0);
+        if (accumulate) std::copy(c0->data(), c0->data() + std::size_t(M) * N, c.mutable_data());
+        std::vector<float> bt(std::size_t(N) * K);
+        for (int i = 0; i < K; ++i)
+            for (int j = 0; j < N; ++j) bt[std::size_t(j) * K + i] = b.data()[std::size_t(i) * N + j];
+        const int nth = get_num_threads();
+        LowpMatrix bp;
+        pack_lowp_columns(ks, Precision::bf16, K, N, [&](int n) { return bt.data() + std::size_t(n) * K; }, bp, nth);
+        LowpRows rows;
+        if (single_call) {
+            rows.reserve(ks, Precision::bf16, M, K);
+            convert_rows(ks, M, a.data(), K, rows);
+            ks.bf16.gemm(M, N, bp.Kp, reinterpret_cast<const bf16_t*>(rows.row(0)), rows.Kp,
+                         reinterpret_cast<const bf16_t*>(bp.panel(0)), c.mutable_data(), N, accumulate);
+        } else {
+            lowp_gemm_parallel(ks, M, a.data(), K, bp, c.mutable_data(), N, accumulate, rows, nth);
+        }
+    }
+    return c;
+}
+
+// The bits of bf16(x) for a 1-D float32 x, by an ISA's convert_rows.
+py::array bf16_round(py::handle x_obj, py::handle isa) {
+    const KernelSet& ks = kernels_named(isa);
+    Arr<float> x = take_array<float>(x_obj, "x", {{kAnySize, "n"}});
+    if (x.shape(0) > (1 << 30)) raise_value_error("x: sizes above 2^30 are not supported");
+    const int n = int(x.shape(0));
+    Arr<std::uint16_t> out({py::ssize_t(n)});
+    if (n > 0) {
+        py::gil_scoped_release release;
+        ks.bf16.convert_rows(1, n, n, x.data(), n, out.mutable_data(), n);
+    }
+    return out;
+}
+
 // What a plan reads of a layer, from its shape and the ISA's kernels.
 LayerShape shape_of(CellKind cell, bool linear_before_reset, int I, int H, bool f64, const KernelSet& ks) {
     LayerShape s;
@@ -195,6 +249,9 @@ void register_testing(py::module_& m) {
     m.def("tanh", [](py::handle x, py::handle isa) { return activation(Activation::tanh, x, isa); },
           py::arg("x"), py::arg("isa") = py::none());
     m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("isa") = py::none(), py::arg("b_packing") = "rows");
+    m.def("bf16_gemm", &bf16_gemm, py::arg("a"), py::arg("b"), py::arg("isa") = py::none(),
+          py::arg("c") = py::none(), py::arg("single_call") = false);
+    m.def("bf16_round", &bf16_round, py::arg("x"), py::arg("isa") = py::none());
     m.def("fingerprint", [](py::bytes data) {
         const std::string s = data;
         return fingerprint(s.data(), s.size());

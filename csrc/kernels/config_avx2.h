@@ -30,8 +30,17 @@ constexpr int kGemmTileRows = 0;
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit
 
-// Products in bf16 and int8: the portable kernels, unless an ISA that
-// builds on this one brings its own.
+// Products in bf16 and int8 (product_table.h), unless an ISA that builds on
+// this one brings its own sizes.
 #if !defined(RNNKIT_OWN_PRODUCT_CONFIG)
-#include "kernels/config_products_portable.h"
+namespace rnnkit {
+namespace RNNKIT_NS {
+
+// bf16 stored, float32 computed (bf16_gemm_x86.h): BF16_AVX2_COMMENT
+constexpr int kBf16MR = 4, kBf16NR = 16, kBf16KAlign = 2, kBf16WideRows = 2, kBf16WidePanels = 2;
+// int8: the portable kernels' sizes.
+constexpr int kInt8MR = 4, kInt8NR = 16, kInt8KAlign = 4, kInt8WideRows = 0, kInt8WidePanels = 1;
+
+}  // namespace RNNKIT_NS
+}  // namespace rnnkit
 #endif

@@ -1,6 +1,6 @@
 // Block sizes of the portable low-precision product kernels
-// (gemm_bf16.cpp, gemm_int8.cpp), for the ISAs without bf16 or int8
-// dot-product instructions of their own.
+// (gemm_bf16.cpp, gemm_int8.cpp), for the ISAs without vector kernels of
+// their own for them (scalar, neon).
 #pragma once
 
 namespace rnnkit {
