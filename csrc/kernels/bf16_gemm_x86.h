@@ -1,9 +1,9 @@
 // bf16 product micro-kernels (product_table.h, Bf16Kernels::gemm) on x86:
-// vdpbf16ps where the ISA has AVX-512 BF16, else (AVX-512 or AVX2) the
-// bf16 values widened to float32 (a shift) and one FMA per product. Both
-// add, per C element and k pair in increasing order, the odd product and
-// then the even one, as the portable kernel does; a product of two bf16
-// values is exact in float32, so the bits are the same (vdpbf16ps treats
+// vdpbf16ps (Dot, AVX-512 BF16 only), or the bf16 values widened to
+// float32 (a shift) and one FMA per product (AVX-512 or AVX2). Both add,
+// per C element and k pair in increasing order, the odd product and then
+// the even one, as the portable kernel does; a product of two bf16 values
+// is exact in float32, so the bits are the same (vdpbf16ps treats
 // denormal inputs and results as zero: denormals aside).
 #pragma once
 #include <array>
@@ -18,8 +18,8 @@ namespace RNNKIT_NS {
 namespace bf16x86 {
 
 // NR: panel width; MR: rows of a tile (capped by the registers); rows up to
-// WideRows take up to WidePanels panels per call.
-template <int NR, int MR, int WideRows, int WidePanels>
+// WideRows take up to WidePanels panels per call; Dot: vdpbf16ps.
+template <int NR, int MR, int WideRows, int WidePanels, bool Dot>
 struct Bf16Gemm {
     using L = Bf16Lanes;
     using F = typename L::F;
@@ -58,6 +58,24 @@ struct Bf16Gemm {
     static inline const bf16_t* column(const bf16_t* b, std::ptrdiff_t pstride, int v) {
         return b + (v / NVP) * pstride + (v % NVP) * 2 * W;
     }
+    // Prefetches at k pair offset `off` of the panels a call of V column
+    // registers reads. A tile (V <= NVP) fetches the same rows of the next
+    // panel, which the driver's next tile of rows takes up (each panel of
+    // a large B comes from L3 once; 64 x 1024 x 4096 on one core: +5 to
+    // +20%); a wide call (a few rows) fetches its own panels kAhead pairs
+    // ahead (1 row over 1024 x 4096: +3%). Prefetches do not fault, so the
+    // one past the last panel is harmless.
+    static constexpr int kAhead = 16;
+    template <int R, int V>
+    static inline void prefetch(const bf16_t* b, std::ptrdiff_t pstride, std::ptrdiff_t off) {
+        constexpr int panels = (V + NVP - 1) / NVP, lines = NR * 4 / 64;
+        constexpr bool wide = V > NVP;
+        for (int pp = 0; pp < panels; ++pp)
+            for (int l = 0; l < lines; ++l) {
+                const bf16_t* p = b + pp * pstride + off + l * 32;
+                _mm_prefetch(reinterpret_cast<const char*>(wide ? p + kAhead * 2 * NR : p + pstride), _MM_HINT_T0);
+            }
+    }
 
 #if defined(__AVX512BF16__)
     // R rows x V column registers, vdpbf16ps per (row, register, k pair):
@@ -70,8 +88,8 @@ struct Bf16Gemm {
         return (__m512bh)L::set1(pair);
     }
     template <int R, int V>
-    static void kernel(int kp, const bf16_t* a, std::ptrdiff_t lda, const bf16_t* b, std::ptrdiff_t pstride,
-                       float* c, std::ptrdiff_t ldc, int n, bool accumulate) {
+    static void dot_kernel(int kp, const bf16_t* a, std::ptrdiff_t lda, const bf16_t* b, std::ptrdiff_t pstride,
+                           float* c, std::ptrdiff_t ldc, int n, bool accumulate) {
         constexpr bool kHoldB = R * V + V + 1 <= L::kRegisters;
         F acc[R][V];
         load_c(acc, c, ldc, n, accumulate);
@@ -79,6 +97,7 @@ struct Bf16Gemm {
         for (int v = 0; v < V; ++v) bv[v] = column(b, pstride, v);
         for (int q = 0; q < kp / 2; ++q) {
             const std::ptrdiff_t off = std::ptrdiff_t(q) * 2 * NR;
+            prefetch<R, V>(b, pstride, off);
             if constexpr (kHoldB) {
                 I bq[V];
                 for (int v = 0; v < V; ++v) bq[v] = L::loadi(bv[v] + off);
@@ -95,7 +114,8 @@ struct Bf16Gemm {
         }
         store_c(acc, c, ldc, n);
     }
-#else
+#endif
+
     // Pairs of A widened per chunk into a float32 buffer on the stack, so
     // each product's A operand is a plain broadcast (a load, no shifts per
     // use); KC pairs a chunk: R KiB of floats, within L1.
@@ -111,52 +131,68 @@ struct Bf16Gemm {
     // product, even product). The B halves are held for all rows when they
     // fit beside the accumulators, else made per register.
     template <int R, int V>
-    static void kernel(int kp, const bf16_t* a, std::ptrdiff_t lda, const bf16_t* b, std::ptrdiff_t pstride,
-                       float* c, std::ptrdiff_t ldc, int n, bool accumulate) {
-        constexpr bool kHoldB = R * V + 2 * V + 2 <= L::kRegisters;
+    static void widen_kernel(int kp, const bf16_t* a, std::ptrdiff_t lda, const bf16_t* b, std::ptrdiff_t pstride,
+                             float* c, std::ptrdiff_t ldc, int n, bool accumulate) {
         alignas(64) float aw[R][2 * KC];
         F acc[R][V];
         load_c(acc, c, ldc, n, accumulate);
-        const bf16_t* bv[V];
-        for (int v = 0; v < V; ++v) bv[v] = column(b, pstride, v);
         const int nq = kp / 2;
         for (int q0 = 0; q0 < nq; q0 += KC) {
             const int qn = nq - q0 < KC ? nq - q0 : KC;
             for (int r = 0; r < R; ++r) widen_row(a + r * lda + 2 * q0, 2 * qn, aw[r]);
-            for (int q = 0; q < qn; ++q) {
-                const std::ptrdiff_t off = std::ptrdiff_t(q0 + q) * 2 * NR;
-                if constexpr (kHoldB) {
-                    F bo[V], be[V];
-                    for (int v = 0; v < V; ++v) {
-                        const I x = L::loadi(bv[v] + off);
-                        bo[v] = L::odd(x);
-                        be[v] = L::even(x);
-                    }
-                    for (int r = 0; r < R; ++r) {
-                        const F ao = L::bcast(&aw[r][2 * q + 1]), ae = L::bcast(&aw[r][2 * q]);
-                        for (int v = 0; v < V; ++v) acc[r][v] = L::fmadd(ae, be[v], L::fmadd(ao, bo[v], acc[r][v]));
-                    }
-                } else {
-                    for (int v = 0; v < V; ++v) {
-                        const I x = L::loadi(bv[v] + off);
-                        const F bo = L::odd(x), be = L::even(x);
-                        for (int r = 0; r < R; ++r)
-                            acc[r][v] = L::fmadd(L::bcast(&aw[r][2 * q]), be,
-                                                 L::fmadd(L::bcast(&aw[r][2 * q + 1]), bo, acc[r][v]));
-                    }
-                }
-            }
+            widen_chunk<R, V>(acc, aw, b + std::ptrdiff_t(q0) * 2 * NR, pstride, qn);
         }
         store_c(acc, c, ldc, n);
     }
-#endif
+
+    // qn pairs of one chunk. The sums go through a local copy: with the
+    // array itself live across chunks, GCC stored every accumulator on
+    // each k step.
+    template <int R, int V>
+    static inline void widen_chunk(F (&acc)[R][V], const float (&aw)[R][2 * KC], const bf16_t* b,
+                                   std::ptrdiff_t pstride, int qn) {
+        constexpr bool kHoldB = R * V + 2 * V + 2 <= L::kRegisters;
+        F t[R][V];
+        for (int r = 0; r < R; ++r)
+            for (int v = 0; v < V; ++v) t[r][v] = acc[r][v];
+        const bf16_t* bv[V];
+        for (int v = 0; v < V; ++v) bv[v] = column(b, pstride, v);
+        for (int q = 0; q < qn; ++q) {
+            const std::ptrdiff_t off = std::ptrdiff_t(q) * 2 * NR;
+            prefetch<R, V>(b, pstride, off);
+            if constexpr (kHoldB) {
+                F bo[V], be[V];
+                for (int v = 0; v < V; ++v) {
+                    const I x = L::loadi(bv[v] + off);
+                    bo[v] = L::odd(x);
+                    be[v] = L::even(x);
+                }
+                for (int r = 0; r < R; ++r) {
+                    const F ao = L::bcast(&aw[r][2 * q + 1]), ae = L::bcast(&aw[r][2 * q]);
+                    for (int v = 0; v < V; ++v) t[r][v] = L::fmadd(ae, be[v], L::fmadd(ao, bo[v], t[r][v]));
+                }
+            } else {
+                for (int v = 0; v < V; ++v) {
+                    const I x = L::loadi(bv[v] + off);
+                    const F bo = L::odd(x), be = L::even(x);
+                    for (int r = 0; r < R; ++r)
+                        t[r][v] = L::fmadd(L::bcast(&aw[r][2 * q]), be, L::fmadd(L::bcast(&aw[r][2 * q + 1]), bo, t[r][v]));
+                }
+            }
+        }
+        for (int r = 0; r < R; ++r)
+            for (int v = 0; v < V; ++v) acc[r][v] = t[r][v];
+    }
 
     // The kernel of R rows and V registers, or none where V is more than
     // R rows take (wide calls are for rows up to kWideRows only).
     template <int R, int V>
     static constexpr Fn entry() {
-        if constexpr (V <= (R <= kWideRows ? kWideVecs : NVP)) return &kernel<R, V>;
-        else return nullptr;
+        if constexpr (V > (R <= kWideRows ? kWideVecs : NVP)) return nullptr;
+#if defined(__AVX512BF16__)
+        else if constexpr (Dot) return &dot_kernel<R, V>;
+#endif
+        else return &widen_kernel<R, V>;
     }
     template <int R, int... V>
     static constexpr std::array<Fn, kMaxVecs> row_of(std::integer_sequence<int, V...>) {

@@ -12,6 +12,10 @@ namespace RNNKIT_NS {
 // K padded to a multiple of KAlign; rows up to WideRows take up to
 // WidePanels panels per call.
 constexpr int kBf16MR = 4, kBf16NR = 16, kBf16KAlign = 2, kBf16WideRows = 0, kBf16WidePanels = 1;
+// The vector bf16 kernels (bf16_gemm_x86.h) widen to float32 and FMA rather
+// than use vdpbf16ps, which runs at half the FMA rate on these CPUs
+// (config_avx512_bf16.h).
+constexpr bool kBf16DotProducts = false;
 constexpr int kInt8MR = 4, kInt8NR = 16, kInt8KAlign = 4, kInt8WideRows = 0, kInt8WidePanels = 1;
 
 }  // namespace RNNKIT_NS

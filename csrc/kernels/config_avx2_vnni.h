@@ -12,7 +12,7 @@ namespace RNNKIT_NS {
 // K padded to a multiple of KAlign; rows up to WideRows take up to
 // WidePanels panels per call.
 // bf16: as avx2 (AVX-VNNI has no bf16 instructions).
-constexpr int kBf16MR = 4, kBf16NR = 16, kBf16KAlign = 2, kBf16WideRows = 2, kBf16WidePanels = 2;
+constexpr int kBf16MR = 5, kBf16NR = 16, kBf16KAlign = 2, kBf16WideRows = 3, kBf16WidePanels = 2;
 constexpr int kInt8MR = 4, kInt8NR = 16, kInt8KAlign = 4, kInt8WideRows = 0, kInt8WidePanels = 1;
 
 }  // namespace RNNKIT_NS

@@ -12,7 +12,7 @@ namespace RNNKIT_NS {
 // K padded to a multiple of KAlign; rows up to WideRows take up to
 // WidePanels panels per call.
 // bf16: as avx512 (VNNI has no bf16 instructions).
-constexpr int kBf16MR = 8, kBf16NR = 32, kBf16KAlign = 2, kBf16WideRows = 3, kBf16WidePanels = 4;
+constexpr int kBf16MR = 12, kBf16NR = 32, kBf16KAlign = 2, kBf16WideRows = 3, kBf16WidePanels = 4;
 constexpr int kInt8MR = 4, kInt8NR = 16, kInt8KAlign = 4, kInt8WideRows = 0, kInt8WidePanels = 1;
 
 }  // namespace RNNKIT_NS

@@ -70,8 +70,13 @@ void fill_bf16(Bf16Kernels& k) {
     k.wide_rows = kBf16WideRows;
     k.wide_panels = kBf16WidePanels;
 #if RNNKIT_BF16_X86
+#if defined(__AVX512BF16__)
+    constexpr bool dot = kBf16DotProducts;
+#else
+    constexpr bool dot = false;
+#endif
     using Pack = bf16x86::Bf16Pack<kBf16NR>;
-    using Gemm = bf16x86::Bf16Gemm<kBf16NR, kBf16MR, kBf16WideRows, kBf16WidePanels>;
+    using Gemm = bf16x86::Bf16Gemm<kBf16NR, kBf16MR, kBf16WideRows, kBf16WidePanels, dot>;
     k.convert_rows = Pack::convert_rows;
     k.pack_panel = Pack::pack_panel;
     k.gemm = Gemm::gemm;
