@@ -61,12 +61,12 @@ struct Bf16Gemm {
     // Prefetches at k pair offset `off` of the panels a call of V column
     // registers reads. A tile (V <= NVP) fetches the same rows of the next
     // panel, which the driver's next tile of rows takes up (each panel of
-    // a large B comes from L3 once; 64 x 1024 x 4096 on one core: +5 to
-    // +20%); a wide call (a few rows) fetches its own panels kAhead pairs
+    // a large B comes from L3 once; 32 and 64 x 1024 x 4096 on one core:
+    // +5 to +20%); a wide call (a few rows) fetches its own panels kAhead pairs
     // ahead (1 row over 1024 x 4096: +3%). Prefetches do not fault, so the
     // one past the last panel is harmless.
     static constexpr int kAhead = 16;
-    template <int R, int V>
+    template <int V>
     static inline void prefetch(const bf16_t* b, std::ptrdiff_t pstride, std::ptrdiff_t off) {
         constexpr int panels = (V + NVP - 1) / NVP, lines = NR * 4 / 64;
         constexpr bool wide = V > NVP;
@@ -97,7 +97,7 @@ struct Bf16Gemm {
         for (int v = 0; v < V; ++v) bv[v] = column(b, pstride, v);
         for (int q = 0; q < kp / 2; ++q) {
             const std::ptrdiff_t off = std::ptrdiff_t(q) * 2 * NR;
-            prefetch<R, V>(b, pstride, off);
+            prefetch<V>(b, pstride, off);
             if constexpr (kHoldB) {
                 I bq[V];
                 for (int v = 0; v < V; ++v) bq[v] = L::loadi(bv[v] + off);
@@ -159,7 +159,7 @@ struct Bf16Gemm {
         for (int v = 0; v < V; ++v) bv[v] = column(b, pstride, v);
         for (int q = 0; q < qn; ++q) {
             const std::ptrdiff_t off = std::ptrdiff_t(q) * 2 * NR;
-            prefetch<R, V>(b, pstride, off);
+            prefetch<V>(b, pstride, off);
             if constexpr (kHoldB) {
                 F bo[V], be[V];
                 for (int v = 0; v < V; ++v) {
