@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -110,9 +111,11 @@ py::array gemm(py::handle a, py::handle b, py::handle isa, const std::string& b_
 
 // C = A @ B (or C = c + A @ B, the sum starting from c) with bf16 or int8
 // products: B packed by columns as weights are (pack_lowp_columns), A
-// converted and multiplied by the threaded driver (lowp_gemm_parallel).
+// converted and multiplied by the threaded driver (lowp_gemm_parallel), or
+// (bf16, single_call) by one gemm call over all of C: any m x n, as the AMX
+// kernels hand small products over.
 py::array lowp_gemm(py::handle a_obj, py::handle b_obj, const std::string& precision, py::handle isa,
-                    py::handle c_obj, py::handle threads_obj) {
+                    py::handle c_obj, py::handle threads_obj, bool single_call) {
     Precision prec;
     if (precision == "bfloat16")
         prec = Precision::bf16;
@@ -142,8 +145,15 @@ py::array lowp_gemm(py::handle a_obj, py::handle b_obj, const std::string& preci
             for (int j = 0; j < N; ++j) bt[std::size_t(j) * K + p] = b.data()[std::size_t(p) * N + j];
         LowpMatrix bp;
         pack_lowp_columns(ks, prec, K, N, [&](int j) { return bt.data() + std::size_t(j) * K; }, bp, nth);
-        LowpRows scratch;
-        lowp_gemm_parallel(ks, M, a.data(), K, bp, c.mutable_data(), N, accumulate, scratch, nth);
+        LowpRows rows;
+        if (single_call && prec == Precision::bf16) {
+            rows.reserve(ks, prec, M, K);
+            convert_rows(ks, M, a.data(), K, rows);
+            ks.bf16.gemm(M, N, bp.Kp, reinterpret_cast<const bf16_t*>(rows.row(0)), rows.Kp,
+                         reinterpret_cast<const bf16_t*>(bp.panel(0)), c.mutable_data(), N, accumulate);
+        } else {
+            lowp_gemm_parallel(ks, M, a.data(), K, bp, c.mutable_data(), N, accumulate, rows, nth);
+        }
     }
     return c;
 }
@@ -162,6 +172,20 @@ py::tuple int8_quantize_rows(py::handle isa, py::handle a_obj) {
         ks.int8.quantize_rows(M, K, Kp, a.data(), K, q.mutable_data(), Kp, scale.mutable_data());
     }
     return py::make_tuple(q, scale);
+}
+
+// The bits of bf16(x) for a 1-D float32 x, by an ISA's convert_rows.
+py::array bf16_round(py::handle x_obj, py::handle isa) {
+    const KernelSet& ks = kernels_named(isa);
+    Arr<float> x = take_array<float>(x_obj, "x", {{kAnySize, "n"}});
+    if (x.shape(0) > (1 << 30)) raise_value_error("x: sizes above 2^30 are not supported");
+    const int n = int(x.shape(0));
+    Arr<std::uint16_t> out({py::ssize_t(n)});
+    if (n > 0) {
+        py::gil_scoped_release release;
+        ks.bf16.convert_rows(1, n, n, x.data(), n, out.mutable_data(), n);
+    }
+    return out;
 }
 
 // What a plan reads of a layer, from its shape and the ISA's kernels.
@@ -254,7 +278,8 @@ void register_testing(py::module_& m) {
           py::arg("x"), py::arg("isa") = py::none());
     m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("isa") = py::none(), py::arg("b_packing") = "rows");
     m.def("lowp_gemm", &lowp_gemm, py::arg("a"), py::arg("b"), py::arg("precision"), py::arg("isa") = py::none(),
-          py::arg("c") = py::none(), py::arg("threads") = py::none());
+          py::arg("c") = py::none(), py::arg("threads") = py::none(), py::arg("single_call") = false);
+    m.def("bf16_round", &bf16_round, py::arg("x"), py::arg("isa") = py::none());
     m.def("fingerprint", [](py::bytes data) {
         const std::string s = data;
         return fingerprint(s.data(), s.size());

@@ -16,6 +16,10 @@ namespace RNNKIT_NS {
 // few rows go to the AVX-512 kernels, with these same panels.
 constexpr int kBf16MR = 128, kBf16NR = 32, kBf16KAlign = 32, kBf16WideRows = 3, kBf16WidePanels = 4;
 constexpr int kInt8MR = 128, kInt8NR = 32, kInt8KAlign = 64, kInt8WideRows = 3, kInt8WidePanels = 4;
+// The vector bf16 kernels (bf16_gemm_x86.h) widen to float32 and FMA rather
+// than use vdpbf16ps, which runs at half the FMA rate on these CPUs
+// (config_avx512_bf16.h).
+constexpr bool kBf16DotProducts = false;
 
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit

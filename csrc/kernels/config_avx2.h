@@ -30,13 +30,17 @@ constexpr int kGemmTileRows = 0;
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit
 
-// Products in bf16: the portable kernels; in int8: this ISA's own; unless
-// an ISA that builds on this one brings its own of both.
+// Products in bf16 and int8 (product_table.h), unless an ISA that builds on
+// this one brings its own sizes.
 #if !defined(RNNKIT_OWN_PRODUCT_CONFIG)
-#define RNNKIT_OWN_INT8_CONFIG
 namespace rnnkit {
 namespace RNNKIT_NS {
 
+// bf16 stored, float32 computed (bf16_gemm_x86.h): 5 x 16 tiles, 10
+// accumulators + 4 halves of B + 2 broadcasts of the 16 ymm registers (6
+// rows spill; 4 rows were 7% slower on 64 x 1024 x 4096); 1 to 3 rows take
+// 2 panels a call (3 rows: 15% faster than 2 rows + 1).
+constexpr int kBf16MR = 5, kBf16NR = 16, kBf16KAlign = 2, kBf16WideRows = 3, kBf16WidePanels = 2;
 // int8 products on widened bytes (vpmaddwd, gemm_int8_x86.cpp), whose
 // operands take two registers each: 4 x 16 tiles (8 sums); one or two
 // rows take up to 4 panels a call (8 or 4 registers of sums at a time).
@@ -44,5 +48,4 @@ constexpr int kInt8MR = 4, kInt8NR = 16, kInt8KAlign = 4, kInt8WideRows = 2, kIn
 
 }  // namespace RNNKIT_NS
 }  // namespace rnnkit
-#include "kernels/config_products_portable.h"
 #endif

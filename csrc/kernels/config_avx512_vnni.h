@@ -11,7 +11,8 @@ namespace RNNKIT_NS {
 // Low-precision products (product_table.h): tiles of MR rows x NR columns,
 // K padded to a multiple of KAlign; rows up to WideRows take up to
 // WidePanels panels per call.
-constexpr int kBf16MR = 4, kBf16NR = 16, kBf16KAlign = 2, kBf16WideRows = 0, kBf16WidePanels = 1;
+// bf16: as avx512 (VNNI has no bf16 instructions).
+constexpr int kBf16MR = 12, kBf16NR = 32, kBf16KAlign = 2, kBf16WideRows = 3, kBf16WidePanels = 4;
 constexpr int kInt8MR = 8, kInt8NR = 32, kInt8KAlign = 4, kInt8WideRows = 3, kInt8WidePanels = 4;
 
 }  // namespace RNNKIT_NS

@@ -1,7 +1,6 @@
 // Block sizes of the portable low-precision product kernels
-// (gemm_bf16.cpp, gemm_int8.cpp), for the ISAs without bf16 or int8
-// dot-product instructions of their own. An ISA whose int8 kernels are
-// its own defines RNNKIT_OWN_INT8_CONFIG and its kInt8* constants first.
+// (gemm_bf16.cpp, gemm_int8.cpp), for the ISAs without vector kernels of
+// their own for them (scalar, neon).
 #pragma once
 
 namespace rnnkit {

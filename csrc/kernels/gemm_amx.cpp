@@ -63,6 +63,28 @@ void configure(int rows0, int rows1) {
 // The tiles are left configured after a call: releasing them would make
 // the next call (often microseconds later) pay for ldtilecfg again. The
 // OS saves a thread's 8 KiB of tile data while they are in use.
+//
+// Other libraries in the same thread may keep their own configuration
+// across their calls and not load it again (ONNX Runtime's int8 kernels
+// do: after one of our calls they fault with SIGILL on our tile shapes).
+// A call that found another configuration puts it back on the way out;
+// one that found none (or ours) leaves ours, so a loop of our own calls
+// loads it once.
+class CallersTiles {
+public:
+    CallersTiles() { _tile_storeconfig(&caller_); }
+    ~CallersTiles() {
+        if (caller_.palette_id == 0) return;
+        TileConfig now;
+        _tile_storeconfig(&now);
+        if (std::memcmp(&now, &caller_, sizeof now) != 0) _tile_loadconfig(&caller_);
+    }
+    CallersTiles(const CallersTiles&) = delete;
+    CallersTiles& operator=(const CallersTiles&) = delete;
+
+private:
+    TileConfig caller_;
+};
 
 inline void configure_rows(int rows) {
     if (rows > 16)
@@ -317,13 +339,13 @@ void tile_product(int m, int n, int kp_bytes, const char* a, std::ptrdiff_t lda,
 }
 
 // Rows of a call that go on tiles: all of them, except that a last block
-// of fewer than kAmxMinRows rows goes to the vector kernel; none when kp
-// is not whole tiles (k_bytes a multiple of 64), which a driver that cuts
-// K into its own blocks may pass: the vector kernels take any kp.
-inline int tile_rows(int m, int kp_bytes) {
-    if (m < kAmxMinRows || kp_bytes % 64 != 0) return 0;
+// of fewer than min_rows rows goes to the vector kernel; none when kp is
+// not whole tiles (k_bytes a multiple of 64), which a driver that cuts K
+// into its own blocks may pass: the vector kernels take any kp.
+inline int tile_rows(int m, int kp_bytes, int min_rows) {
+    if (m < min_rows || kp_bytes % 64 != 0) return 0;
     const int tail = m % 32;
-    return tail != 0 && tail < kAmxMinRows ? m - tail : m;
+    return tail != 0 && tail < min_rows ? m - tail : m;
 }
 
 // The vector kernels the table held before fill_amx: they take the calls
@@ -334,19 +356,26 @@ decltype(Int8Kernels::gemm) vector_int8_gemm = nullptr;
 
 void gemm_bf16(int m, int n, int kp, const bf16_t* a, std::ptrdiff_t lda, const bf16_t* b, float* c,
                std::ptrdiff_t ldc, bool accumulate) {
-    const int mt = tile_rows(m, kp * 2);
-    if (mt > 0)
+    // Every row on tiles, however few: AMX rounds its sums its own way
+    // (product_table.h), so a row handed to the vector kernel would come
+    // out differently with other rows beside it; int8 sums are exact and
+    // take the faster kernel for few rows.
+    const int mt = tile_rows(m, kp * 2, 1);
+    if (mt > 0) {
+        const CallersTiles keep;
         tile_product<false>(mt, n, kp * 2, reinterpret_cast<const char*>(a), lda * 2,
                             reinterpret_cast<const char*>(b), c, ldc, accumulate, nullptr);
+    }
     if (mt < m) vector_bf16_gemm(m - mt, n, kp, a + mt * lda, lda, b, c + mt * ldc, ldc, accumulate);
 }
 
 void gemm_int8(int m, int n, int kp, const std::uint8_t* a, std::ptrdiff_t lda, const float* a_scale,
                const std::int8_t* b, const std::int32_t* comp, const float* b_scale, float* c, std::ptrdiff_t ldc,
                bool accumulate) {
-    const int mt = tile_rows(m, kp);
+    const int mt = tile_rows(m, kp, kAmxMinRows);
     if (mt > 0) {
         const Int8Finish fin{a_scale, comp, b_scale, accumulate};
+        const CallersTiles keep;
         tile_product<true>(mt, n, kp, reinterpret_cast<const char*>(a), lda, reinterpret_cast<const char*>(b), c,
                            ldc, accumulate, &fin);
     }
