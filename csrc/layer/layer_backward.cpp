@@ -184,6 +184,13 @@ void recurrent_weight_gradient(const TrainingContext<T>& ctx, const BackwardPlan
                                PackedMatrix<T>& operand) {
     const PackedRnn<T>& w = *ctx.weights;
     const int H = w.H, GH = w.G * H, rows = int(ctx.rows.total()), nthreads = plan.threads.other;
+    if constexpr (std::is_same_v<T, float>) {
+        if (w.products != Precision::full) {
+            lowp_recurrent_weight_gradient(ctx, plan, dgh, dw_hh, nthreads);
+            rows_to_torch_order_in_place(w.layout, H, dw_hh, nthreads);
+            return;
+        }
+    }
     const StepRows& step_rows = ctx.rows;
     const T* h_entering = ctx.h.data() + ctx.in_row(0) * H;
     auto h_run = [&](int k) -> std::pair<const T*, int> {
@@ -192,13 +199,6 @@ void recurrent_weight_gradient(const TrainingContext<T>& ctx, const BackwardPlan
         const int b = int(std::size_t(k) - step_rows.start(t));
         return {ctx.h.data() + (ctx.in_row(t) + b) * H, step_rows.rows(t) - b};
     };
-    if constexpr (std::is_same_v<T, float>) {
-        if (w.products != Precision::full) {
-            lowp_recurrent_weight_gradient(ctx, plan, dgh, dw_hh, nthreads);
-            rows_to_torch_order_in_place(w.layout, H, dw_hh, nthreads);
-            return;
-        }
-    }
     PackedMatrix<T> rh_packed;
     by_operand_parts(rows, plan.operand_rows_h, [&](int k0, int kc, bool acc) {
         pack_row_runs(*w.kern, kc, H, H, [&](int k) { return h_run(k0 + k); }, operand, nthreads);
