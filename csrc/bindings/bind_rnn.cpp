@@ -309,10 +309,9 @@ py::object forward_impl(const PackedHandle& wh, CellKind cell, bool single_step,
     // private; anything else may still be written to by the caller.
     const bool x_callers = x.ptr() == x_obj.ptr() || !(x.flags() & py::detail::npy_api::NPY_ARRAY_OWNDATA_);
     std::uint64_t x_fingerprint = 0;
-    if (training && w->products != Precision::full)
-        raise_value_error(std::string("training: weights packed with precision '") +
-                          (w->products == Precision::int8 ? "int8' are for inference only" : "bfloat16' cannot train yet") +
-                          "; pack float32 weights to train");
+    if (training && w->products == Precision::int8)
+        raise_value_error("training: weights packed with precision 'int8' are for inference only; pack float32 or "
+                          "bfloat16 weights to train");
     if (training) {
         ctx = std::make_shared<TrainingContext<T>>();
         ctx->weights = w;

@@ -45,14 +45,21 @@ struct BackwardStep {
     T* dgx;               // out: input side's gate gradients
     T* dgh;               // out: recurrent side's (the same buffer where they are equal)
     bool backwards;       // walk the blocks or panels backwards (odd steps)
+    LowpRows* lowp;       // bf16 products: this thread's converted gate gradients (room for G*H); else nullptr
 };
 
 // The backward products' weights, packed before the region:
-// w.whh_for_backward, and for the GRU reset before linear w.whn_for_backward.
+// w.whh_for_backward, and for the GRU reset before linear w.whn_for_backward;
+// bf16 products: w.whh_lp_for_backward and w.whn_lp_for_backward instead
+// (the others then nullptr).
 template <typename T>
 struct BackwardWeights {
     const PackedMatrix<T>* whh;
     const PackedMatrix<T>* whn;
+    const LowpMatrix* whh_lp;
+    const LowpMatrix* whn_lp;
+    // Panel width of the dh products' weights.
+    int nr() const { return whh_lp ? whh_lp->nr : whh->nr; }
 };
 
 // scratch: this thread's rows * kUnitBlock values (GRU reset before linear
@@ -95,7 +102,7 @@ BackwardStepFn<T> backward_step_of(const PackedRnn<T>& w) {
 // next step reads every unit of dh. Shared by the cells whose recurrent
 // product is one GEMM (LSTM, GRU linear before reset).
 template <typename T>
-void recurrent_dh_product(const PackedRnn<T>& w, const PackedMatrix<T>& whh, int rows, const T* dgh, T* dh,
-                          bool accumulate, int pb, int pe, bool backwards, int nth);
+void recurrent_dh_product(const PackedRnn<T>& w, const BackwardWeights<T>& bw, const BackwardStep<T>& s,
+                          bool accumulate, int pb, int pe, int nth);
 
 }  // namespace rnnkit

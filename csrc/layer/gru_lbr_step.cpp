@@ -39,7 +39,7 @@ void gru_lbr_backward_step(const PackedRnn<T>& w, const BackwardWeights<T>& bw, 
         w.kern->gru_postgemm_bwd(b);
     }
     // dh_prev = dgh x W_hh, added to the direct path dh * z.
-    recurrent_dh_product(w, *bw.whh, s.rows, s.dgh, s.dh, true, pb, pe, s.backwards, nth);
+    recurrent_dh_product(w, bw, s, true, pb, pe, nth);
 }
 
 #define RNNKIT_INSTANTIATE(T)                                                                                      \

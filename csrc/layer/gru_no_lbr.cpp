@@ -42,8 +42,6 @@ void gru_no_lbr_backward_step(const PackedRnn<T>& w, const BackwardWeights<T>& b
     const Kernels<T>& kern = *w.kern;
     const int H = w.H, GH = w.G * H;
     const std::ptrdiff_t ld_ws = std::ptrdiff_t(kWorkspaceSlots) * H;
-    const PackedMatrix<T>& w_rz = *bw.whh;
-    const PackedMatrix<T>& w_n = *bw.whn;
     T* dg_n = s.dgx + 2 * H;
     // z and n gradients and the direct path dh * z, per block.
     for (int j = jb; j < je; ++j) {
@@ -53,12 +51,15 @@ void gru_no_lbr_backward_step(const PackedRnn<T>& w, const BackwardWeights<T>& b
                              dg_n + u0, GH, s.dh + u0, H};
         kern.gru_no_lbr_postgemm_bwd_zn(a);
     }
-    // d(r * h_prev) = da_n W_hn reads da_n of every unit.
+    // d(r * h_prev) = da_n W_hn reads da_n of every unit (bf16 products:
+    // converted once for all of this thread's blocks).
     region_barrier(nth);
+    const int rows = jb < je ? s.rows : 0;
+    const StepOperand<T> da_n = step_operand_k(w, H, rows, dg_n, GH, s.lowp);
     for (int k = jb; k < je; ++k) {
         const int j = walked(k, jb, je, s.backwards);
         const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
-        gemm_serial(kern, s.rows, u0, u0 + units, dg_n, GH, 1, w_n, scratch, units, false);
+        backward_product(w, bw.whn, bw.whn_lp, s.rows, u0, u0 + units, da_n, scratch, units, false);
         GruNoLbrRBwdArgs<T> a{s.rows, units, s.ws + kWorkspaceSlots * u0, ld_ws, s.h_prev + u0, H, scratch, units,
                             s.dgx + 2 * u0, GH, s.dh + u0, H};
         kern.gru_no_lbr_postgemm_bwd_r(a);
@@ -66,10 +67,11 @@ void gru_no_lbr_backward_step(const PackedRnn<T>& w, const BackwardWeights<T>& b
     // dh_prev += [da_r, da_z] W_h[rz] reads da_r of every unit; each thread
     // adds onto its own units only.
     region_barrier(nth);
+    const StepOperand<T> da_rz = step_operand_k(w, 2 * H, rows, s.dgx, GH, s.lowp);
     for (int k = jb; k < je; ++k) {
         const int j = walked(k, jb, je, s.backwards);
         const int u0 = w.layout.block_start(j), units = w.layout.block_units(j);
-        gemm_serial(kern, s.rows, u0, u0 + units, s.dgx, GH, 1, w_rz, s.dh + u0, H, true);
+        backward_product(w, bw.whh, bw.whh_lp, s.rows, u0, u0 + units, da_rz, s.dh + u0, H, true);
     }
 }
 

@@ -5,7 +5,10 @@
 // decides threads and operand cuts; this file does.
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
+#include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "layer/cell_step.h"
 #include "layer/gru_no_lbr.h"
@@ -17,6 +20,15 @@
 namespace rnnkit {
 
 namespace {
+
+// The backward products' weights of w, packed on first use.
+template <typename T>
+BackwardWeights<T> backward_weights(const PackedRnn<T>& w, int nthreads) {
+    const bool n_apart = !w.linear_before_reset;
+    if (w.products == Precision::bf16)
+        return {nullptr, nullptr, &w.whh_lp_for_backward(nthreads), n_apart ? &w.whn_lp_for_backward(nthreads) : nullptr};
+    return {&w.whh_for_backward(nthreads), n_apart ? &w.whn_for_backward(nthreads) : nullptr, nullptr, nullptr};
+}
 
 // The steps from the last to the first: dgx (N x GH) gets the input side's
 // gate gradients of every row, dh0 and dc0 the initial states'.
@@ -38,12 +50,14 @@ void backward_time_loop(const TrainingContext<T>& ctx, const BackwardArgs<T>& a,
     copy_or_zero(dh.data(), a.dh_n, BH);
     if (lstm) copy_or_zero(dc.data(), a.dc_n, BH);
 
-    const BackwardWeights<T> bw{&w.whh_for_backward(plan.threads.other),
-                                w.linear_before_reset ? nullptr : &w.whn_for_backward(plan.threads.other)};
+    const BackwardWeights<T> bw = backward_weights(w, plan.threads.other);
     const BackwardStepFn<T> step = backward_step_of(w);
-    const int nblocks = w.layout.blocks(), npanels = (H + bw.whh->nr - 1) / bw.whh->nr;
+    const int nblocks = w.layout.blocks(), npanels = (H + bw.nr() - 1) / bw.nr();
     const std::size_t scratch_per_thread = w.linear_before_reset ? 0 : std::size_t(B) * kUnitBlock;
     AlignedBuffer<T> scratch(scratch_per_thread * plan.threads.loop);
+    // bf16 products: each loop thread's converted gate gradients.
+    std::vector<LowpRows> lowp_rows(w.products == Precision::full ? 0 : plan.threads.loop);
+    for (LowpRows& r : lowp_rows) r.reserve(*w.kset, w.products, B, GH);
 
     parallel_region(plan.threads.loop, [&](int tid, int nth) {
         int jb, je, pb, pe;
@@ -58,7 +72,8 @@ void backward_time_loop(const TrainingContext<T>& ctx, const BackwardArgs<T>& a,
                                      lstm ? ctx.c.data() + ctx.in_row(t) * H : nullptr,
                                      lstm ? ctx.c.data() + ctx.out_row(t) * H : nullptr,
                                      a.dy ? a.dy + r0 * H : nullptr, dh.data(), dc.data(), dgx_t,
-                                     plan.same_sides ? dgx_t : dgh_step.data(), s % 2 == 1};
+                                     plan.same_sides ? dgx_t : dgh_step.data(), s % 2 == 1,
+                                     lowp_rows.empty() ? nullptr : &lowp_rows[tid]};
             step(w, bw, op, scratch.data() + scratch_per_thread * tid, jb, je, pb, pe, nth);
         }
     });
@@ -106,6 +121,61 @@ void by_operand_parts(int rows, int step, Part part) {
     for (int k0 = 0; k0 < rows; k0 += step) part(k0, std::min(step, rows - k0), k0 > 0);
 }
 
+// bf16 products (design: Precisions): the products after the time loop
+// take bf16 operands with float32 sums as the steps' do, each C element
+// one sum in k order whatever the thread count (lowp_gemm.h).
+
+// Converted rows of dx's left operand alive at a time (bytes).
+constexpr std::size_t kLowpOperandBytes = std::size_t(8) << 20;
+
+// dx = dgx x W_ih, dW_ih = dgx^T x X (internal row order).
+void lowp_input_gradients(const TrainingContext<float>& ctx, const float* dgx, const BackwardArgs<float>& a,
+                          int nthreads) {
+    const PackedRnn<float>& w = *ctx.weights;
+    const KernelSet& ks = *w.kset;
+    const int I = w.I, GH = w.G * w.H, rows = int(ctx.rows.total());
+    // W_ih (GH x I) transposed from the forward pack for this call only:
+    // used once per pass, as the float path does.
+    LowpMatrix wih;
+    transpose_lowp(ks, w.wih_lp, wih, nthreads);
+    LowpRows converted;
+    const int part = int(std::max<std::size_t>(1, kLowpOperandBytes / (std::size_t(wih.Kp) * 2)));
+    for (int r0 = 0; r0 < rows; r0 += part)
+        lowp_gemm_parallel(ks, std::min(part, rows - r0), dgx + std::size_t(r0) * GH, GH, wih,
+                           a.dx + std::size_t(r0) * I, I, false, converted, nthreads);
+    std::vector<const float*> x_rows(rows);
+    for (int k = 0; k < rows; ++k) x_rows[k] = ctx.x + std::size_t(k) * I;
+    lowp_gemm_transposed_a(ks, GH, I, rows, dgx, GH, x_rows.data(), a.dw_ih, I, false, nthreads);
+}
+
+// dW_hh = dgh^T x H_prev (internal row order); GRU reset before linear:
+// its n rows times r * h_prev instead.
+void lowp_recurrent_weight_gradient(const TrainingContext<float>& ctx, const BackwardPlan& plan, const float* dgh,
+                                    float* dw_hh, int nthreads) {
+    const PackedRnn<float>& w = *ctx.weights;
+    const KernelSet& ks = *w.kset;
+    const int H = w.H, GH = w.G * H, rows = int(ctx.rows.total());
+    // The state entering each packed row's step (see recurrent_weight_gradient).
+    std::vector<const float*> h_rows(rows);
+    const StepRows& step_rows = ctx.rows;
+    if (plan.h_contiguous) {
+        const float* h_entering = ctx.h.data() + ctx.in_row(0) * H;
+        for (int k = 0; k < rows; ++k) h_rows[k] = h_entering + std::size_t(k) * H;
+    } else {
+        for (int t = 0; t < ctx.steps; ++t)
+            for (int b = 0; b < step_rows.rows(t); ++b)
+                h_rows[step_rows.start(t) + b] = ctx.h.data() + (ctx.in_row(t) + b) * H;
+    }
+    if (w.linear_before_reset) {
+        lowp_gemm_transposed_a(ks, GH, H, rows, dgh, GH, h_rows.data(), dw_hh, H, false, nthreads);
+        return;
+    }
+    lowp_gemm_transposed_a(ks, 2 * H, H, rows, dgh, GH, h_rows.data(), dw_hh, H, false, nthreads);
+    for (int k = 0; k < rows; ++k) h_rows[k] = ctx.rh.data() + std::size_t(k) * H;
+    lowp_gemm_transposed_a(ks, H, H, rows, dgh + 2 * H, GH, h_rows.data(), dw_hh + std::size_t(2) * H * H, H,
+                           false, nthreads);
+}
+
 // dW_hh = dgh^T x H_prev over every packed row. The states entering the
 // steps are contiguous rows of the context (reverse, or every step of B
 // rows); otherwise step t's are the first rows(t) of out(t-1), packed in runs.
@@ -114,6 +184,13 @@ void recurrent_weight_gradient(const TrainingContext<T>& ctx, const BackwardPlan
                                PackedMatrix<T>& operand) {
     const PackedRnn<T>& w = *ctx.weights;
     const int H = w.H, GH = w.G * H, rows = int(ctx.rows.total()), nthreads = plan.threads.other;
+    if constexpr (std::is_same_v<T, float>) {
+        if (w.products != Precision::full) {
+            lowp_recurrent_weight_gradient(ctx, plan, dgh, dw_hh, nthreads);
+            rows_to_torch_order_in_place(w.layout, H, dw_hh, nthreads);
+            return;
+        }
+    }
     const StepRows& step_rows = ctx.rows;
     const T* h_entering = ctx.h.data() + ctx.in_row(0) * H;
     auto h_run = [&](int k) -> std::pair<const T*, int> {
@@ -134,11 +211,32 @@ void recurrent_weight_gradient(const TrainingContext<T>& ctx, const BackwardPlan
     rows_to_torch_order_in_place(w.layout, H, dw_hh, nthreads);
 }
 
+// dx and dW_ih (internal row order) in the products' precision.
+template <typename T>
+void input_gradients(const TrainingContext<T>& ctx, const BackwardPlan& plan, const T* dgx,
+                     const BackwardArgs<T>& a, PackedMatrix<T>& operand, int nthreads) {
+    const PackedRnn<T>& w = *ctx.weights;
+    if constexpr (std::is_same_v<T, float>) {
+        if (w.products != Precision::full) return lowp_input_gradients(ctx, dgx, a, nthreads);
+    }
+    const int I = w.I, GH = w.G * w.H, rows = int(ctx.rows.total());
+    // dx = dgx x W_ih over all steps at once, W_ih transposed from the
+    // forward pack a slice at a time.
+    gemm_parallel_transposed_b(*w.kern, rows, dgx, GH, w.wih_t, a.dx, I, nthreads);
+    // dW_ih = dgx^T x X.
+    by_operand_parts(rows, plan.operand_rows_x, [&](int k0, int kc, bool acc) {
+        pack_matrix(*w.kern, kc, I, ctx.x + std::size_t(k0) * I, I, 1, operand, nthreads);
+        gemm_parallel(*w.kern, GH, dgx + std::size_t(k0) * GH, 1, GH, operand, a.dw_ih, I, acc, nthreads);
+    });
+}
+
 }  // namespace
 
 template <typename T>
 void layer_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int nthreads) {
     const PackedRnn<T>& w = *ctx.weights;
+    if (w.products == Precision::int8)
+        throw std::invalid_argument("layer_backward: weights with int8 products are for inference only");
     const int steps = ctx.steps, I = w.I, GH = w.G * w.H;
     const int rows = int(ctx.rows.total());
     const LayerShape shape = layer_shape(w);
@@ -151,16 +249,10 @@ void layer_backward(const TrainingContext<T>& ctx, const BackwardArgs<T>& a, int
     AlignedBuffer<T> dgx(std::size_t(rows) * GH);
     backward_time_loop(ctx, a, plan, dgx.data());
 
-    // dx = dgx x W_ih over all steps at once, W_ih transposed from the
-    // forward pack a slice at a time.
-    gemm_parallel_transposed_b(*w.kern, rows, dgx.data(), GH, w.wih_t, a.dx, I, nthreads);
     // Weight and bias gradients are computed in internal row order straight
-    // into the outputs, then reordered in place. dW_ih = dgx^T x X.
+    // into the outputs, then reordered in place.
     PackedMatrix<T> operand;
-    by_operand_parts(rows, plan.operand_rows_x, [&](int k0, int kc, bool acc) {
-        pack_matrix(*w.kern, kc, I, ctx.x + std::size_t(k0) * I, I, 1, operand, nthreads);
-        gemm_parallel(*w.kern, GH, dgx.data() + std::size_t(k0) * GH, 1, GH, operand, a.dw_ih, I, acc, nthreads);
-    });
+    input_gradients(ctx, plan, dgx.data(), a, operand, nthreads);
     rows_to_torch_order_in_place(w.layout, I, a.dw_ih, nthreads);
     bias_gradient(w, rows, dgx.data(), a.db_ih, nthreads);
     // From here on dgx holds the recurrent side's gradients.

@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
+#include <stdexcept>
+#include <vector>
 
 #include "layer/threading.h"
 
@@ -22,6 +25,33 @@ int row_block(const KernelSet& ks, const LowpMatrix& b) {
     const int rows = int(std::max<std::size_t>(1, (std::size_t(256) << 10) / row_bytes));
     return std::max(mr, rows / mr * mr);
 }
+
+// This thread's share (thread tid of nt) of C (M x N) (+)= A * B, A's
+// rows already converted: tiles of one row block x 4 panels, threads
+// taking contiguous runs, down the row blocks first when there are enough
+// column tiles.
+void product_tiles(const KernelSet& ks, int M, const LowpRows& a, const LowpMatrix& b, float* c, std::ptrdiff_t ldc,
+                   bool accumulate, int tid, int nt) {
+    const int mc = row_block(ks, b), panels = b.panels();
+    const int rblocks = (M + mc - 1) / mc;
+    const int tile_panels = 4, ctiles = (panels + tile_panels - 1) / tile_panels;
+    int lo, hi;
+    split_range(rblocks * ctiles, tid, nt, lo, hi);
+    for (int item = lo; item < hi; ++item) {
+        const int rb = item / ctiles, ct = item % ctiles;
+        const int i0 = rb * mc, m = std::min(mc, M - i0);
+        const int j0 = ct * tile_panels * b.nr, j1 = std::min(b.N, j0 + tile_panels * b.nr);
+        lowp_gemm_serial(ks, m, j0, j1, a, i0, b, c + i0 * ldc + j0, ldc, accumulate);
+    }
+}
+
+// Rows of K per block of lowp_gemm_transposed_a (rounded down to k_align):
+// a block's B panel (1024 x nr bf16, 32 KiB at nr = 16) stays in L2 while
+// every row block passes over it.
+constexpr int kTransposedKBlock = 1024;
+// Rows of A^T transposed through scratch at a time: one cache line of A's
+// floats per k.
+constexpr int kTransposeRows = 16;
 
 }  // namespace
 
@@ -136,11 +166,6 @@ void lowp_gemm_parallel(const KernelSet& ks, int M, const float* a, std::ptrdiff
     scratch.reserve(ks, b.prec, M, b.K);
     const double flops = 2.0 * M * b.N * b.K;
     const int nth = flops < 2e5 ? 1 : std::max(1, nthreads);
-    const int mc = row_block(ks, b), panels = b.panels();
-    const int rblocks = (M + mc - 1) / mc;
-    // Tiles of one row block x 4 panels; threads take contiguous runs,
-    // down the row blocks first when there are enough column tiles.
-    const int tile_panels = 4, ctiles = (panels + tile_panels - 1) / tile_panels;
     parallel_region(nth, [&](int tid, int nt) {
         int r0, r1;
         split_range(M, tid, nt, r0, r1);
@@ -154,15 +179,107 @@ void lowp_gemm_parallel(const KernelSet& ks, int M, const float* a, std::ptrdiff
         }
         // Every tile reads rows another thread converted.
         region_barrier(nt);
+        product_tiles(ks, M, scratch, b, c, ldc, accumulate, tid, nt);
+    });
+}
+
+void pack_lowp_rows(const KernelSet& ks, int K, int N, const float* b, std::ptrdiff_t ldb, LowpMatrix& out,
+                    int nthreads) {
+    lowp_detail::size_matrix(ks, Precision::bf16, K, N, out);
+    const int panels = out.panels();
+    const bool big = std::size_t(K) * N > (std::size_t(1) << 16);
+    parallel_region(big ? std::max(1, std::min(nthreads, panels)) : 1, [&](int tid, int nth) {
         int lo, hi;
-        split_range(rblocks * ctiles, tid, nt, lo, hi);
-        for (int item = lo; item < hi; ++item) {
-            const int rb = item / ctiles, ct = item % ctiles;
-            const int i0 = rb * mc, m = std::min(mc, M - i0);
-            const int j0 = ct * tile_panels * b.nr, j1 = std::min(b.N, j0 + tile_panels * b.nr);
-            lowp_gemm_serial(ks, m, j0, j1, scratch, i0, b, c + i0 * ldc + j0, ldc, accumulate);
+        split_range(panels, tid, nth, lo, hi);
+        for (int panel = lo; panel < hi; ++panel) {
+            const int j0 = panel * out.nr;
+            ks.bf16.pack_panel(K, out.Kp, std::min(out.nr, N - j0), b + j0, ldb, 1,
+                               reinterpret_cast<bf16_t*>(out.panel(j0)));
         }
     });
+}
+
+void transpose_lowp(const KernelSet& ks, const LowpMatrix& src, LowpMatrix& dst, int nthreads) {
+    if (src.prec != Precision::bf16) throw std::invalid_argument("transpose_lowp: bf16 matrices only");
+    lowp_detail::size_matrix(ks, Precision::bf16, src.N, src.K, dst);
+    const int panels = dst.panels(), nr = dst.nr, snr = src.nr;
+    const bool big = std::size_t(src.K) * src.N > (std::size_t(1) << 16);
+    // The values move as bits (element (p, j) of a panel at
+    // [(p / 2 * nr + j) * 2 + p % 2], product_table.h): a destination
+    // panel's columns are source rows p0 .. p0 + nc - 1, its k the source's columns.
+    parallel_region(big ? std::max(1, std::min(nthreads, panels)) : 1, [&](int tid, int nth) {
+        int lo, hi;
+        split_range(panels, tid, nth, lo, hi);
+        for (int panel = lo; panel < hi; ++panel) {
+            const int p0 = panel * nr, nc = std::min(nr, dst.N - p0);
+            bf16_t* out = reinterpret_cast<bf16_t*>(dst.panel(p0));
+            std::memset(out, 0, dst.panel_bytes());
+            for (int k = 0; k < src.N; ++k) {
+                const bf16_t* in = reinterpret_cast<const bf16_t*>(src.panel(k / snr * snr));
+                const int kk = k % snr;
+                bf16_t* o = out + std::size_t(k / 2) * nr * 2 + k % 2;
+                for (int jj = 0; jj < nc; ++jj) {
+                    const int p = p0 + jj;
+                    o[2 * jj] = in[(std::size_t(p / 2) * snr + kk) * 2 + p % 2];
+                }
+            }
+        }
+    });
+}
+
+void lowp_gemm_transposed_a(const KernelSet& ks, int M, int N, int K, const float* a, std::ptrdiff_t lda,
+                            const float* const* b_rows, float* c, std::ptrdiff_t ldc, bool accumulate, int nthreads) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {
+        for (int i = 0; i < M && !accumulate; ++i) std::fill(c + i * ldc, c + i * ldc + N, 0.0f);
+        return;
+    }
+    const Bf16Kernels& kb = ks.bf16;
+    const int kc_max = std::max(kb.k_align, kTransposedKBlock / kb.k_align * kb.k_align);
+    const int kc_first = std::min(K, kc_max);
+    // Sized for the first (largest) block; nothing may throw in the regions.
+    LowpMatrix b;
+    lowp_detail::size_matrix(ks, Precision::bf16, kc_first, N, b);
+    LowpRows at;
+    at.reserve(ks, Precision::bf16, M, kc_first);
+    const double flops = 2.0 * M * N * double(K);
+    const int team = flops < 2e5 ? 1 : std::max(1, nthreads);
+    const std::size_t per_thread = std::size_t(kc_first) * std::max(b.nr, kTransposeRows);
+    std::vector<float> tmp(per_thread * team);
+    const int groups = (M + kTransposeRows - 1) / kTransposeRows;
+    for (int k0 = 0; k0 < K; k0 += kc_max) {
+        const int kc = std::min(kc_max, K - k0);
+        b.K = kc;
+        b.Kp = lowp_padded_k(ks, Precision::bf16, kc);
+        at.reserve_within(kc);
+        // The blocks after the first add onto the sums so far.
+        const bool acc = accumulate || k0 > 0;
+        parallel_region(team, [&](int tid, int nt) {
+            float* t = tmp.data() + per_thread * tid;
+            int lo, hi;
+            // The block's rows of B, a panel's columns gathered, then packed.
+            split_range(b.panels(), tid, nt, lo, hi);
+            for (int panel = lo; panel < hi; ++panel) {
+                const int j0 = panel * b.nr, nc = std::min(b.nr, N - j0);
+                for (int p = 0; p < kc; ++p)
+                    std::memcpy(t + std::size_t(p) * b.nr, b_rows[k0 + p] + j0, sizeof(float) * nc);
+                kb.pack_panel(kc, b.Kp, nc, t, b.nr, 1, reinterpret_cast<bf16_t*>(b.panel(j0)));
+            }
+            // A's columns as rows, a few at a time transposed into scratch, then converted.
+            split_range(groups, tid, nt, lo, hi);
+            for (int gi = lo; gi < hi; ++gi) {
+                const int i0 = gi * kTransposeRows, m = std::min(kTransposeRows, M - i0);
+                for (int p = 0; p < kc; ++p) {
+                    const float* src = a + std::ptrdiff_t(k0 + p) * lda + i0;
+                    for (int ii = 0; ii < m; ++ii) t[std::size_t(ii) * kc + p] = src[ii];
+                }
+                kb.convert_rows(m, kc, at.Kp, t, kc, reinterpret_cast<bf16_t*>(at.row(i0)), at.Kp);
+            }
+            // Every tile reads panels and rows other threads made.
+            region_barrier(nt);
+            product_tiles(ks, M, at, b, c, ldc, acc, tid, nt);
+        });
+    }
 }
 
 }  // namespace rnnkit

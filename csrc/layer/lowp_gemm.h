@@ -86,6 +86,29 @@ void lowp_gemm_serial(const KernelSet& ks, int M, int n0, int n1, const LowpRows
 void lowp_gemm_parallel(const KernelSet& ks, int M, const float* a, std::ptrdiff_t lda, const LowpMatrix& b,
                         float* c, std::ptrdiff_t ldc, bool accumulate, LowpRows& scratch, int nthreads);
 
+// Packs b(k, n) = b[k * ldb + n] (K x N, row-major) as bf16 panels of
+// kernels ks (bf16 only: int8 scales B by columns, which a row-major
+// source does not hand over one by one).
+void pack_lowp_rows(const KernelSet& ks, int K, int N, const float* b, std::ptrdiff_t ldb, LowpMatrix& out,
+                    int nthreads);
+
+// The transpose (N x K) of a bf16 matrix (K x N), packed for the same
+// kernels: exact, its values are bf16 already. The backward products'
+// weights from the forward packs. bf16 only (std::invalid_argument).
+void transpose_lowp(const KernelSet& ks, const LowpMatrix& src, LowpMatrix& dst, int nthreads);
+
+// C (M x N) (+)= A^T x B in bf16 products, float32 sums: A stored K x M
+// (a[k * lda + i], e.g. gate gradients by row, whose transpose multiplies
+// the inputs in a weight gradient), row k of B the N floats at b_rows[k].
+// K is taken a block of rows at a time (a multiple of k_align), each
+// block's products added onto C after the previous block's. The kernels
+// sum over k in increasing order from C's value, so these are the very
+// sums of one call over all of K: nothing depends on the block size or the
+// thread count. Operands converted a block at a time: memory ~ (M + N) x
+// the block, not x K.
+void lowp_gemm_transposed_a(const KernelSet& ks, int M, int N, int K, const float* a, std::ptrdiff_t lda,
+                            const float* const* b_rows, float* c, std::ptrdiff_t ldc, bool accumulate, int nthreads);
+
 }  // namespace rnnkit
 
 #include "layer/lowp_gemm_impl.h"

@@ -36,7 +36,7 @@ void lstm_backward_step(const PackedRnn<T>& w, const BackwardWeights<T>& bw, con
         w.kern->lstm_postgemm_bwd(b);
     }
     // dh_prev = dgates x W_hh (both sides' gradients are the same).
-    recurrent_dh_product(w, *bw.whh, s.rows, s.dgh, s.dh, false, pb, pe, s.backwards, nth);
+    recurrent_dh_product(w, bw, s, false, pb, pe, nth);
 }
 
 #define RNNKIT_INSTANTIATE(T)                                                                                    \

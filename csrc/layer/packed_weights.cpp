@@ -349,8 +349,14 @@ void PackedRnn<T>::pack_backward(int nthreads) const {
     if (bwd_packed_) return;
     // The forward packs hold W^T (internal gate order); the transpose of
     // W_hh^T is the (GH x H) B operand of the backward step product.
-    pack_transposed(*kern, whh_t, whh_n_, nthreads);
-    if (!linear_before_reset) pack_transposed(*kern, whn_t, whn_n_, nthreads);
+    if (products == Precision::bf16) {
+        // The very bf16 values the forward products used.
+        transpose_lowp(*kset, whh_lp, whh_n_lp_, nthreads);
+        if (!linear_before_reset) transpose_lowp(*kset, whn_lp, whn_n_lp_, nthreads);
+    } else {
+        pack_transposed(*kern, whh_t, whh_n_, nthreads);
+        if (!linear_before_reset) pack_transposed(*kern, whn_t, whn_n_, nthreads);
+    }
     bwd_packed_ = true;
 }
 
@@ -364,6 +370,18 @@ template <typename T>
 const PackedMatrix<T>& PackedRnn<T>::whn_for_backward(int nthreads) const {
     pack_backward(nthreads);
     return whn_n_;
+}
+
+template <typename T>
+const LowpMatrix& PackedRnn<T>::whh_lp_for_backward(int nthreads) const {
+    pack_backward(nthreads);
+    return whh_n_lp_;
+}
+
+template <typename T>
+const LowpMatrix& PackedRnn<T>::whn_lp_for_backward(int nthreads) const {
+    pack_backward(nthreads);
+    return whn_n_lp_;
 }
 
 template struct PackedRnn<float>;

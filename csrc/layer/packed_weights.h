@@ -83,6 +83,10 @@ struct PackedRnn {
     const PackedMatrix<T>& whh_for_backward(int nthreads) const;
     // GRU reset before linear: W_hn (H x H); whh_for_backward is W_h[rz].
     const PackedMatrix<T>& whn_for_backward(int nthreads) const;
+    // The same two for bf16 products (products == bf16; the two above are
+    // then empty): the transposes of whh_lp and whn_lp, as bf16 panels.
+    const LowpMatrix& whh_lp_for_backward(int nthreads) const;
+    const LowpMatrix& whn_lp_for_backward(int nthreads) const;
 
 private:
     template <typename U>
@@ -91,6 +95,7 @@ private:
     // which a fork() cannot leave held in the child.
     mutable bool bwd_packed_ = false;
     mutable PackedMatrix<T> whh_n_, whn_n_;
+    mutable LowpMatrix whh_n_lp_, whn_n_lp_;
     void pack_backward(int nthreads) const;
 };
 
