@@ -83,26 +83,38 @@ template <typename ColumnFn>
 bool lowp_columns_match(const KernelSet& ks, const LowpMatrix& m, ColumnFn column, int nthreads) {
     // Each panel packed again into scratch (with its scales) and compared
     // as bytes: the same code as packing, so "equal" means exactly that a
-    // repack would change nothing.
-    LowpMatrix one;
-    lowp_detail::size_matrix(ks, m.prec, m.K, std::min(m.N, m.nr), one);
-    if (one.nr != m.nr || one.Kp != m.Kp) return false;
+    // repack would change nothing. Panels are shared out over threads as
+    // packing shares them; every thread stops once any has found a change.
     const int panels = m.panels();
-    std::vector<float> tmp(std::size_t(m.K) * m.nr);
-    std::vector<std::int8_t> qtmp(m.prec == Precision::int8 ? std::size_t(m.K) * m.nr : 0);
-    (void)nthreads;
-    for (int panel = 0; panel < panels; ++panel) {
-        const int j0 = panel * m.nr;
-        one.N = std::min(m.nr, m.N - j0);
-        auto shifted = [&](int n) { return column(j0 + n); };
-        lowp_detail::fill_panel(ks, one, 0, shifted, tmp.data(), qtmp.empty() ? nullptr : qtmp.data());
-        if (std::memcmp(one.panel(0), m.panel(j0), m.panel_bytes())) return false;
-        if (m.prec == Precision::int8 &&
-            (std::memcmp(one.scale.data(), m.scale.data() + j0, sizeof(float) * one.N) ||
-             std::memcmp(one.comp.data(), m.comp.data() + j0, sizeof(std::int32_t) * one.N)))
-            return false;
-    }
-    return true;
+    const bool big = std::size_t(m.K) * m.N > (std::size_t(1) << 16);
+    const int team = big ? std::max(1, std::min(nthreads, panels)) : 1;
+    // Scratch allocated here: nothing may throw inside the parallel region.
+    std::vector<LowpMatrix> one(team);
+    for (LowpMatrix& o : one) lowp_detail::size_matrix(ks, m.prec, m.K, std::min(m.N, m.nr), o);
+    if (one[0].nr != m.nr || one[0].Kp != m.Kp) return false;
+    const std::size_t per = std::size_t(m.K) * m.nr;
+    std::vector<float> tmp(team * per);
+    std::vector<std::int8_t> qtmp(m.prec == Precision::int8 ? team * per : 0);
+    std::atomic<bool> same{true};
+    parallel_region(team, [&](int tid, int nth) {
+        int lo, hi;
+        split_range(panels, tid, nth, lo, hi);
+        LowpMatrix& mine = one[tid];
+        float* t = tmp.data() + tid * per;
+        std::int8_t* q = qtmp.empty() ? nullptr : qtmp.data() + tid * per;
+        for (int panel = lo; panel < hi && same.load(std::memory_order_relaxed); ++panel) {
+            const int j0 = panel * m.nr;
+            mine.N = std::min(m.nr, m.N - j0);
+            auto shifted = [&](int n) { return column(j0 + n); };
+            lowp_detail::fill_panel(ks, mine, 0, shifted, t, q);
+            bool equal = std::memcmp(mine.panel(0), m.panel(j0), m.panel_bytes()) == 0;
+            if (equal && m.prec == Precision::int8)
+                equal = std::memcmp(mine.scale.data(), m.scale.data() + j0, sizeof(float) * mine.N) == 0 &&
+                        std::memcmp(mine.comp.data(), m.comp.data() + j0, sizeof(std::int32_t) * mine.N) == 0;
+            if (!equal) same.store(false, std::memory_order_relaxed);
+        }
+    });
+    return same.load();
 }
 
 template <typename ColumnFn>

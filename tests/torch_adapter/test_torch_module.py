@@ -317,8 +317,10 @@ def test_clear_errors_where_torch_has_none(torch, rt):
 
 def test_fallbacks_warn_once_and_match_torch(torch, rt):
     x = torch.randn(T, B, I)
+    # (bfloat16 modules run rnnkit's bfloat16 kernels, training included:
+    # tests/torch_adapter/test_reduced_precision.py)
     cases = [(rt.LSTM(I, H, proj_size=2), torch.nn.LSTM(I, H, proj_size=2), x, "proj_size"),
-             (rt.GRU(I, H).bfloat16(), torch.nn.GRU(I, H).bfloat16(), x.bfloat16(), "bfloat16")]
+             (rt.GRU(I, H).half(), torch.nn.GRU(I, H).half(), x.half(), "float16")]
     for ours, ref, inp, reason in cases:
         ref.load_state_dict(ours.state_dict())
         with pytest.warns(RuntimeWarning, match=reason):
