@@ -635,18 +635,27 @@ def test_autocast_follows_torch_nn(torch, rt, mode, with_hx):
     ours, ref = pair(torch, rt, mode, dtype=torch.float32, num_layers=2)
     x = torch.randn(T, B, I)
     hx = hx_for(torch, mode, 2, dtype=torch.float32) if with_hx else None
+    exact = copy.deepcopy(ref).double()
     results = []
-    for m in (ours, ref):
-        xi = x.clone().requires_grad_()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = states_of(m(xi, hx))
-        out[0].float().square().sum().backward()
+    for m, autocast in ((ours, True), (ref, True), (exact, False)):
+        xi = (x.double() if not autocast else x.clone()).requires_grad_()
+        h = hx if autocast or hx is None else tuple(s.double() for s in hx) if mode == "LSTM" else hx.double()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = states_of(m(xi, h))
+        out[0].float().square().sum().backward() if autocast else out[0].square().sum().backward()
         results.append((out, xi.grad, [p.grad for p in m.parameters()]))
-    (got, gx, gw), (want, wx, ww) = results
+    (got, gx, gw), (want, wx, ww), (f64, fx, fw) = results
     assert [t.dtype for t in got] == [t.dtype for t in want]
     assert gx.dtype == wx.dtype and [g.dtype for g in gw] == [g.dtype for g in ww]
-    for a, b in zip(got + [gx] + gw, want + [wx] + ww):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # Both run their products in bfloat16 (rnnkit on its own kernels, with
+    # float32 gate math and states), so they agree to bf16's precision, not
+    # bit for bit: rnnkit's error against float64 may not exceed twice
+    # torch.nn's (plus a rounding step of the result's dtype). The element
+    # bounds are asserted in tests/layers/test_bf16_training.py.
+    for a, b, r in zip(got + [gx] + gw, want + [wx] + ww, f64 + [fx] + fw):
+        ours_err = (a.double() - r).abs().max().item()
+        torch_err = (b.double() - r).abs().max().item()
+        assert ours_err <= 2 * torch_err + 2 ** -8 * r.abs().max().item(), (ours_err, torch_err)
 
 
 def test_autocast_reset_before_linear_gru_keeps_the_gru_contract(torch, rt):
