@@ -382,8 +382,8 @@ void gemm_int8(int m, int n, int kp, const std::uint8_t* a, std::ptrdiff_t lda, 
                            ldc, accumulate, &fin);
     }
     if (mt < m)
-        vector_int8_gemm(m - mt, n, kp, a + mt * lda, lda, a_scale + mt, a_zero + mt, b, colsum, b_scale, c + mt * ldc, ldc,
-                         accumulate);
+        vector_int8_gemm(m - mt, n, kp, a + mt * lda, lda, a_scale + mt, a_zero + mt, b, colsum, b_scale, c + mt * ldc,
+                         ldc, accumulate);
 }
 
 }  // namespace
