@@ -15,13 +15,17 @@ gate activations, the cell state, h -- is float32.
      values is exact in float32 and the float32 sum of K of them errs by at
      most gamma_K = K u32 / (1 - K u32) (u32 = 2^-24) times their |sum|:
        |s~ - s| <= ((1 + u)^2 - 1) S + gamma_K (1 + u)^2 S.
-   int8: a row a (one batch row of x_t or h_{t-1}, K values) is quantized with
-     scale amax(|a|) / 127 and w's row j with amax_k |w_jk| / 127, rounding to
-     nearest, so each element errs by at most half a step:
-     e_a = amax_a / 254, e_w = amax_wj / 254 (times 1 + O(u32) for the float32
-     scale and product, and 4 u32 |a_k| for the rounding of a * 127 / amax).
-     The integer sum is exact, then three float32 roundings (int -> float,
-     times each scale):
+   int8: a row a (one batch row of x_t or h_{t-1}, K values) is quantized
+     asymmetrically with scale r_a / 255, r_a = max(0, max a) - min(0, min a)
+     its range, and a zero point (so that (u - zp) * scale is the value the
+     products use), w's row j symmetrically with amax_k |w_jk| / 127, rounding
+     to nearest, so each element errs by at most half a step (the clamps to
+     0..255 cut at most half a step too: zp is within half a step of
+     -min / scale): e_a = r_a / 510, e_w = amax_wj / 254 (times 1 + O(u32) for
+     the float32 scale, and O(u32) r_a for the rounding of a / scale; a row
+     whose range is below 255 FLT_MIN is quantized to zero: 255 FLT_MIN more).
+     The integer sum (zero point removed) is exact, then three float32
+     roundings (int -> float, times each scale):
        |s~ - s| <= e_a ||w_j||_1 + e_w ||a||_1 + K e_a e_w   (+ O(u32) S).
    An operand that already carries an error e (the GRU's r * h) adds
    sum_k |w_jk| e_k, and its magnitude |a| + e enters the bound above.
@@ -65,6 +69,7 @@ from rnnkit import reference
 
 U_BF16 = 2.0 ** -8
 U_F32 = 2.0 ** -24
+F32_MIN = 2.0 ** -126
 # csrc/kernels/activation_accuracy.h: 4 eps(float32) relative.
 ACT_REL = 4.0 * 2.0 ** -23
 # Headroom for the terms a first-order propagation leaves out (4. above).
@@ -76,9 +81,20 @@ PRECISIONS = ("bfloat16", "int8")
 # ------------------------------------------------------------ 1. products
 
 
-def product_bound(w, a_abs, precision):
+def row_range(a, err=0.0):
+    """int8: the largest range max(0, max) - min(0, min) of operand rows
+    within err of a (B, K) -> (B,)."""
+    a = np.asarray(a, np.float64)
+    hi = np.maximum(0.0, (a + err).max(axis=1, initial=0.0))
+    lo = np.minimum(0.0, (a - err).min(axis=1, initial=0.0))
+    return hi - lo
+
+
+def product_bound(w, a_abs, precision, a_range=None):
     """Bound (B, N) on |computed - exact| of a @ w.T (no bias), for operand
-    rows whose magnitudes are at most a_abs (B, K); w (N, K) exact weights."""
+    rows whose magnitudes are at most a_abs (B, K); w (N, K) exact weights.
+    int8: a_range (B,) bounds the rows' ranges (row_range); without it, the
+    magnitudes do (a range is at most twice the largest |a|)."""
     w_abs = np.abs(w)
     K = w.shape[1]
     S = a_abs @ w_abs.T
@@ -87,9 +103,12 @@ def product_bound(w, a_abs, precision):
         grow = (1.0 + U_BF16) ** 2
         return (grow - 1.0) * S + gamma * grow * S
     assert precision == "int8", precision
-    rel = 1.0 / 254.0 + 5.0 * U_F32
-    e_a = rel * a_abs.max(axis=1, initial=0.0)[:, None]    # (B, 1): all-zero rows are exact
-    e_w = rel * w_abs.max(axis=1, initial=0.0)[None, :]    # (1, N)
+    if a_range is None:
+        a_range = 2.0 * a_abs.max(axis=1, initial=0.0)
+    # (B, 1): all-zero rows are exact (range 0, nothing below 255 FLT_MIN).
+    a_range = np.asarray(a_range, np.float64)[:, None]
+    e_a = (1.0 / 510.0 + 5.0 * U_F32) * a_range + np.where(a_range > 0, 255.0 * F32_MIN, 0.0)
+    e_w = (1.0 / 254.0 + 5.0 * U_F32) * w_abs.max(axis=1, initial=0.0)[None, :]    # (1, N)
     err = (e_a * w_abs.sum(axis=1)[None, :] + e_w * a_abs.sum(axis=1)[:, None]
            + K * e_a * e_w + 8.0 * U_F32 * S)
     # int32 -> float32 and the two scale products, on |s~| <= S + err.
@@ -137,7 +156,8 @@ def lstm_step(x, h, c, w, precision):
     gx, gh = x @ w_ih.T, h @ w_hh.T
     a = gx + gh + b_ih + b_hh
     Sx, Sh = np.abs(x) @ np.abs(w_ih).T, np.abs(h) @ np.abs(w_hh).T
-    da = (product_bound(w_ih, np.abs(x), precision) + product_bound(w_hh, np.abs(h), precision)
+    da = (product_bound(w_ih, np.abs(x), precision, row_range(x))
+          + product_bound(w_hh, np.abs(h), precision, row_range(h))
           + _fsum(Sx, Sh, np.abs(b_ih), np.abs(b_hh)))
     (a_i, a_f, a_g, a_o), (da_i, da_f, da_g, da_o) = _split(a, 4), _split(da, 4)
     i, f, g, o = (reference.sigmoid(a_i), reference.sigmoid(a_f), np.tanh(a_g),
@@ -162,7 +182,7 @@ def gru_step(x, h, w, precision, linear_before_reset):
     w_ih, w_hh, b_ih, b_hh = w
     H = h.shape[-1]
     gx = x @ w_ih.T
-    dgx = product_bound(w_ih, np.abs(x), precision)
+    dgx = product_bound(w_ih, np.abs(x), precision, row_range(x))
     Sx = np.abs(x) @ np.abs(w_ih).T
     (gx_r, gx_z, gx_n), (dgx_r, dgx_z, dgx_n), (Sx_r, Sx_z, Sx_n) = _split(gx, 3), _split(dgx, 3), _split(Sx, 3)
     b_ir, b_iz, b_in = np.split(b_ih, 3)
@@ -171,7 +191,7 @@ def gru_step(x, h, w, precision, linear_before_reset):
     # r and z: the hidden product of their 2H rows, the same in both forms.
     w_rz = w_hh[:2 * H]
     gh_rz = h @ w_rz.T
-    dgh_rz = product_bound(w_rz, np.abs(h), precision)
+    dgh_rz = product_bound(w_rz, np.abs(h), precision, row_range(h))
     Sh_rz = np.abs(h) @ np.abs(w_rz).T
     (gh_r, gh_z), (dgh_r, dgh_z), (Sh_r, Sh_z) = _split(gh_rz, 2), _split(dgh_rz, 2), _split(Sh_rz, 2)
     a_r = gx_r + gh_r + b_ir + b_hr
@@ -186,7 +206,7 @@ def gru_step(x, h, w, precision, linear_before_reset):
     if linear_before_reset:
         # n = tanh(gx_n + b_in + r * (h W_hn^T + b_hn))
         ghn = h @ w_n.T + b_hn
-        dghn = (product_bound(w_n, np.abs(h), precision)
+        dghn = (product_bound(w_n, np.abs(h), precision, row_range(h))
                 + _fsum(np.abs(h) @ np.abs(w_n).T, np.abs(b_hn)))
         a_n = gx_n + b_in + r * ghn
         da_n = (dgx_n + (r + dr) * dghn + dr * np.abs(ghn)
@@ -197,7 +217,7 @@ def gru_step(x, h, w, precision, linear_before_reset):
         rh = r * h
         drh = dr * np.abs(h) + U_F32 * (r + dr) * np.abs(h)
         mag = np.abs(rh) + drh
-        dghn = product_bound(w_n, mag, precision) + drh @ np.abs(w_n).T
+        dghn = product_bound(w_n, mag, precision, row_range(rh, drh)) + drh @ np.abs(w_n).T
         Shn = mag @ np.abs(w_n).T
         a_n = gx_n + rh @ w_n.T + b_in + b_hn
         da_n = dgx_n + dghn + _fsum(Sx_n, Shn, np.abs(b_in), np.abs(b_hn))

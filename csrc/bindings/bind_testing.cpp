@@ -159,7 +159,8 @@ py::array lowp_gemm(py::handle a_obj, py::handle b_obj, const std::string& preci
 }
 
 // One ISA's Int8Kernels::quantize_rows on the rows of a: (the rows as
-// uint8, K padded to the kernels' k_align; one scale per row).
+// uint8, K padded to the kernels' k_align; one scale and one zero point
+// per row).
 py::tuple int8_quantize_rows(py::handle isa, py::handle a_obj) {
     const KernelSet& ks = kernels_named(isa);
     Arr<float> a = take_array<float>(a_obj, "a", {{kAnySize, "M"}, {kAnySize, "K"}});
@@ -167,11 +168,13 @@ py::tuple int8_quantize_rows(py::handle isa, py::handle a_obj) {
     const int Kp = lowp_padded_k(ks, Precision::int8, K);
     py::array_t<std::uint8_t> q({py::ssize_t(M), py::ssize_t(Kp)});
     Arr<float> scale({py::ssize_t(M)});
+    py::array_t<std::int32_t> zero_point({py::ssize_t(M)});
     if (M > 0) {
         py::gil_scoped_release release;
-        ks.int8.quantize_rows(M, K, Kp, a.data(), K, q.mutable_data(), Kp, scale.mutable_data());
+        ks.int8.quantize_rows(M, K, Kp, a.data(), K, q.mutable_data(), Kp, scale.mutable_data(),
+                              zero_point.mutable_data());
     }
-    return py::make_tuple(q, scale);
+    return py::make_tuple(q, scale, zero_point);
 }
 
 // The bits of bf16(x) for a 1-D float32 x, by an ISA's convert_rows.

@@ -236,22 +236,24 @@ void pass_of(int rows, int cols, int k0, int k1, const char* a, std::ptrdiff_t l
 // int8 products: the sums' dequantization, from the call's arguments.
 struct Int8Finish {
     const float* a_scale;
-    const std::int32_t* comp;
+    const std::int32_t* a_zero;
+    const std::int32_t* colsum;
     const float* b_scale;
     bool accumulate;
 };
 
-// C[i][j] (+)= (float(acc - comp[j]) * a_scale[i]) * b_scale[j], the
-// portable kernel's expression and order (bitwise equal to it); acc is a
-// 32 x 32 scratch.
-void dequantize(int rows, int cols, const std::int32_t* acc, const float* a_scale, const std::int32_t* comp,
-                const float* b_scale, float* c, std::ptrdiff_t ldc, bool accumulate) {
+// C[i][j] (+)= (float(acc - a_zero[i] * colsum[j]) * a_scale[i]) *
+// b_scale[j], the portable kernel's expression and order (bitwise equal to
+// it); acc is a 32 x 32 scratch.
+void dequantize(int rows, int cols, const std::int32_t* acc, const float* a_scale, const std::int32_t* a_zero,
+                const std::int32_t* colsum, const float* b_scale, float* c, std::ptrdiff_t ldc, bool accumulate) {
     for (int j = 0; j < cols; j += 16) {
         const __mmask16 k = cols - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (cols - j)) - 1);
-        const __m512i cj = _mm512_maskz_loadu_epi32(k, comp + j);
+        const __m512i cj = _mm512_maskz_loadu_epi32(k, colsum + j);
         const __m512 bj = _mm512_maskz_loadu_ps(k, b_scale + j);
         for (int i = 0; i < rows; ++i) {
-            const __m512i s = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(k, acc + i * 32 + j), cj);
+            const __m512i zc = _mm512_mullo_epi32(_mm512_set1_epi32(a_zero[i]), cj);
+            const __m512i s = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(k, acc + i * 32 + j), zc);
             __m512 v = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(a_scale[i])), bj);
             float* ci = c + i * ldc + j;
             if (accumulate) v = _mm512_add_ps(_mm512_maskz_loadu_ps(k, ci), v);
@@ -286,7 +288,7 @@ void tile_product(int m, int n, int kp_bytes, const char* a, std::ptrdiff_t lda,
     };
     auto finish = [&](int blk, int i0, int rows, int j, int cols) {
         if constexpr (Int8)
-            dequantize(rows, cols, scratch[blk], fin->a_scale + i0, fin->comp + j, fin->b_scale + j, c + i0 * ldc + j,
+            dequantize(rows, cols, scratch[blk], fin->a_scale + i0, fin->a_zero + i0, fin->colsum + j, fin->b_scale + j, c + i0 * ldc + j,
                        ldc, fin->accumulate);
     };
     auto with_c = [&](Ahead ahead, int i0, int j, int rows) {
@@ -370,18 +372,18 @@ void gemm_bf16(int m, int n, int kp, const bf16_t* a, std::ptrdiff_t lda, const 
 }
 
 void gemm_int8(int m, int n, int kp, const std::uint8_t* a, std::ptrdiff_t lda, const float* a_scale,
-               const std::int8_t* b, const std::int32_t* comp, const float* b_scale, float* c, std::ptrdiff_t ldc,
-               bool accumulate) {
+               const std::int32_t* a_zero, const std::int8_t* b, const std::int32_t* colsum, const float* b_scale,
+               float* c, std::ptrdiff_t ldc, bool accumulate) {
     const int mt = tile_rows(m, kp, kAmxMinRows);
     if (mt > 0) {
-        const Int8Finish fin{a_scale, comp, b_scale, accumulate};
+        const Int8Finish fin{a_scale, a_zero, colsum, b_scale, accumulate};
         const CallersTiles keep;
         tile_product<true>(mt, n, kp, reinterpret_cast<const char*>(a), lda, reinterpret_cast<const char*>(b), c,
                            ldc, accumulate, &fin);
     }
     if (mt < m)
-        vector_int8_gemm(m - mt, n, kp, a + mt * lda, lda, a_scale + mt, b, comp, b_scale, c + mt * ldc, ldc,
-                         accumulate);
+        vector_int8_gemm(m - mt, n, kp, a + mt * lda, lda, a_scale + mt, a_zero + mt, b, colsum, b_scale, c + mt * ldc,
+                         ldc, accumulate);
 }
 
 }  // namespace

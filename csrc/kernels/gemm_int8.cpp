@@ -15,9 +15,12 @@ namespace {
 constexpr int NR = kInt8NR;
 
 void quantize_rows(int m, int k, int kp, const float* a, std::ptrdiff_t lda, std::uint8_t* dst,
-                   std::ptrdiff_t ld_dst, float* scale) {
-    for (int i = 0; i < m; ++i)
-        scale[i] = lowp::quantize_row(k, kp, a + i * lda, dst + i * ld_dst);
+                   std::ptrdiff_t ld_dst, float* scale, std::int32_t* zero_point) {
+    for (int i = 0; i < m; ++i) {
+        const lowp::RowQuant r = lowp::quantize_row(k, kp, a + i * lda, dst + i * ld_dst);
+        scale[i] = r.scale;
+        zero_point[i] = r.zp;
+    }
 }
 
 void pack_panel(int k, int kp, int n, const std::int8_t* q, std::ptrdiff_t rsb, std::ptrdiff_t csb,
@@ -28,7 +31,7 @@ void pack_panel(int k, int kp, int n, const std::int8_t* q, std::ptrdiff_t rsb, 
 }
 
 void gemm(int m, int n, int kp, const std::uint8_t* a, std::ptrdiff_t lda, const float* a_scale,
-          const std::int8_t* b, const std::int32_t* comp, const float* b_scale, float* c, std::ptrdiff_t ldc,
+          const std::int32_t* a_zero, const std::int8_t* b, const std::int32_t* colsum, const float* b_scale, float* c, std::ptrdiff_t ldc,
           bool accumulate) {
     for (int i = 0; i < m; ++i)
         for (int j = 0; j < n; ++j) {
@@ -36,7 +39,7 @@ void gemm(int m, int n, int kp, const std::uint8_t* a, std::ptrdiff_t lda, const
             const int jj = j % NR;
             std::int32_t acc = 0;
             for (int p = 0; p < kp; ++p) acc += std::int32_t(a[i * lda + p]) * panel[(p / 4 * NR + jj) * 4 + p % 4];
-            const float v = (float(acc - comp[j]) * a_scale[i]) * b_scale[j];
+            const float v = (float(acc - a_zero[i] * colsum[j]) * a_scale[i]) * b_scale[j];
             float* cij = c + i * ldc + j;
             *cij = accumulate ? *cij + v : v;
         }

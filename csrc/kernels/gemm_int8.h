@@ -23,11 +23,11 @@ namespace RNNKIT_NS {
 // gemm takes any m and n (rows in tiles of its own, columns over
 // consecutive panels), not only m <= mr.
 void int8_quantize_rows_x86(int m, int k, int kp, const float* a, std::ptrdiff_t lda, std::uint8_t* dst,
-                            std::ptrdiff_t ld_dst, float* scale);
+                            std::ptrdiff_t ld_dst, float* scale, std::int32_t* zero_point);
 void int8_pack_panel_x86(int k, int kp, int n, const std::int8_t* q, std::ptrdiff_t rsb, std::ptrdiff_t csb,
                          std::int8_t* panel);
 void int8_gemm_x86(int m, int n, int kp, const std::uint8_t* a, std::ptrdiff_t lda, const float* a_scale,
-                   const std::int8_t* b, const std::int32_t* comp, const float* b_scale, float* c, std::ptrdiff_t ldc,
+                   const std::int32_t* a_zero, const std::int8_t* b, const std::int32_t* colsum, const float* b_scale, float* c, std::ptrdiff_t ldc,
                    bool accumulate);
 #endif
 

@@ -14,6 +14,7 @@
 
 #include "kernels/int8_vec_x86.h"
 #include "kernels/kernels_isa.h"
+#include "kernels/lowp_scalar.h"
 
 namespace rnnkit {
 namespace RNNKIT_NS {
@@ -54,8 +55,9 @@ struct Product {
     const std::uint8_t* a;
     std::ptrdiff_t lda;
     const float* a_scale;
+    const std::int32_t* a_zero;
     const std::int8_t* b;
-    const std::int32_t* comp;
+    const std::int32_t* colsum;
     const float* b_scale;
     float* c;
     std::ptrdiff_t ldc;
@@ -111,12 +113,13 @@ void tile(const Product& g, int i0, int j0, int n) {
     RNNKIT_UNROLL
     for (int i = 0; i < R; ++i) {
         const typename I8::fvec as = I8::set1(g.a_scale[i0 + i]);
+        const typename I8::ivec zp = I8::set1_i32(g.a_zero[i0 + i]);
         float* ci = g.c + (i0 + i) * g.ldc + j0;
         RNNKIT_UNROLL
         for (int v = 0; v < V; ++v) {
             const int left = n - v * W;
             const int j = j0 + v * W;
-            if (left > 0) I8::store(ci + v * W, acc[i][v], g.comp + j, as, g.b_scale + j, left, g.accumulate);
+            if (left > 0) I8::store(ci + v * W, acc[i][v], zp, g.colsum + j, as, g.b_scale + j, left, g.accumulate);
         }
     }
 }
@@ -152,31 +155,35 @@ void short_band(const Product& g, int i0, int r, int n) {
 }  // namespace
 
 void int8_gemm_x86(int m, int n, int kp, const std::uint8_t* a, std::ptrdiff_t lda, const float* a_scale,
-                   const std::int8_t* b, const std::int32_t* comp, const float* b_scale, float* c, std::ptrdiff_t ldc,
+                   const std::int32_t* a_zero, const std::int8_t* b, const std::int32_t* colsum, const float* b_scale, float* c, std::ptrdiff_t ldc,
                    bool accumulate) {
     if (m <= 0 || n <= 0) return;
-    const Product g{kp, a, lda, a_scale, b, comp, b_scale, c, ldc, accumulate};
+    const Product g{kp, a, lda, a_scale, a_zero, b, colsum, b_scale, c, ldc, accumulate};
     int i = 0;
     for (; i + kTileRows <= m; i += kTileRows) row_band<kTileRows>(g, i, n);
     if (i < m) short_band<kTileRows>(g, i, m - i, n);
 }
 
 void int8_quantize_rows_x86(int m, int k, int kp, const float* a, std::ptrdiff_t lda, std::uint8_t* dst,
-                            std::ptrdiff_t ld_dst, float* scale) {
+                            std::ptrdiff_t ld_dst, float* scale, std::int32_t* zero_point) {
     for (int i = 0; i < m; ++i) {
         const float* src = a + i * lda;
         std::uint8_t* out = dst + i * ld_dst;
-        float amax = 0.0f;
-        // A non-finite value: zeros and a NaN scale (lowp::quantize_row).
-        if (!I8::abs_max(k, src, amax)) {
-            std::memset(out, 128, std::size_t(kp));
+        float lo = 0.0f, hi = 0.0f;
+        // A non-finite value: zeros, zero point 0, a NaN scale
+        // (lowp::quantize_row).
+        if (!I8::min_max(k, src, lo, hi)) {
+            std::memset(out, 0, std::size_t(kp));
             scale[i] = std::numeric_limits<float>::quiet_NaN();
+            zero_point[i] = 0;
             continue;
         }
-        if (amax == 0.0f) amax = 1.0f;
-        I8::quantize(k, src, 127.0f / amax, out);
-        if (kp > k) std::memset(out + k, 128, std::size_t(kp - k));
-        scale[i] = amax / 127.0f;
+        // The row's parameters are the portable kernel's own (scalar).
+        const lowp::RowQuant r = lowp::row_quant(lo, hi);
+        I8::quantize(k, src, r.scale, r.zp, out);
+        if (kp > k) std::memset(out + k, r.zp, std::size_t(kp - k));
+        scale[i] = r.scale;
+        zero_point[i] = r.zp;
     }
 }
 

@@ -61,21 +61,28 @@ struct Int8Kernels {
     const char* isa;
     int mr, nr, k_align;
     int wide_rows, wide_panels;
-    // Symmetric per-row quantization, shifted to unsigned: with amax the
-    // row's largest |a| (taken as 1 for a zero row), inv = 127 / amax,
-    // dst[i * ld_dst + p] = 128 + clamp(nearbyint(a * inv), -127, 127) for
-    // p < k, 128 (zero) for k <= p < kp, and scale[i] = amax / 127.
+    // Asymmetric per-row quantization (lowp::quantize_row is the rule):
+    // with lo = min(0, min a), hi = max(0, max a) over the row's k values,
+    // scale[i] = (hi - lo) / 255 (hi / 255 - lo / 255 if that overflows;
+    // 1 if it is below FLT_MIN, a zero row included), zero_point[i] = zp =
+    // clamp(nearbyint(-lo / scale), 0, 255) and dst[i * ld_dst + p] =
+    // clamp(nearbyint(a / scale) + zp, 0, 255) for p < k (a true division,
+    // correctly rounded on every ISA), zp for k <= p < kp. A row with a
+    // non-finite value: scale NaN, zp 0, bytes 0.
     void (*quantize_rows)(int m, int k, int kp, const float* a, std::ptrdiff_t lda, std::uint8_t* dst,
-                          std::ptrdiff_t ld_dst, float* scale);
+                          std::ptrdiff_t ld_dst, float* scale, std::int32_t* zero_point);
     // One panel from already quantized q(p, j) = q[p * rsb + j * csb].
     void (*pack_panel)(int k, int kp, int n, const std::int8_t* q, std::ptrdiff_t rsb, std::ptrdiff_t csb,
                        std::int8_t* panel);
-    // C[i][j] (+)= (float(acc - comp[j]) * a_scale[i]) * b_scale[j], acc
-    // the exact int32 sum of A[i][p] * B[p][j] (u8 x s8) over p < kp; comp
-    // = 128 * the column's sum of q, which removes A's shift. comp and
-    // b_scale are indexed from the first column of the call.
+    // C[i][j] (+)= (float(acc - a_zero[i] * colsum[j]) * a_scale[i]) *
+    // b_scale[j] (the two products in this order, no FMA), acc the exact
+    // int32 sum of A[i][p] * B[p][j] (u8 x s8) over p < kp; colsum = the
+    // column's plain sum of q, so the integer term removes A's zero point
+    // exactly. a_scale, a_zero are indexed from the call's first row,
+    // colsum and b_scale from its first column.
     void (*gemm)(int m, int n, int kp, const std::uint8_t* a, std::ptrdiff_t lda, const float* a_scale,
-                 const std::int8_t* b, const std::int32_t* comp, const float* b_scale, float* c, std::ptrdiff_t ldc,
+                 const std::int32_t* a_zero, const std::int8_t* b, const std::int32_t* colsum, const float* b_scale,
+                 float* c, std::ptrdiff_t ldc,
                  bool accumulate);
 };
 

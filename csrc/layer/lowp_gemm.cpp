@@ -99,7 +99,7 @@ void size_matrix(const KernelSet& ks, Precision prec, int K, int N, LowpMatrix& 
     out.bytes.reset(std::size_t(out.panels()) * out.panel_bytes());
     const std::size_t cols = prec == Precision::int8 ? std::size_t(out.panels()) * out.nr : 0;
     out.scale.reset(cols);
-    out.comp.reset(cols);
+    out.colsum.reset(cols);
 }
 
 }  // namespace lowp_detail
@@ -117,6 +117,7 @@ void LowpRows::reserve(const KernelSet& ks, Precision p, int m, int k) {
     const std::size_t need = std::size_t(m) * Kp * elem_bytes();
     if (bytes.size() < need) bytes.reset(need);
     if (p == Precision::int8 && scale.size() < std::size_t(m)) scale.reset(m);
+    if (p == Precision::int8 && zero_point.size() < std::size_t(m)) zero_point.reset(m);
 }
 
 void LowpRows::reserve_within(int k) {
@@ -129,7 +130,7 @@ void convert_rows(const KernelSet& ks, int m, const float* a, std::ptrdiff_t lda
     if (out.prec == Precision::bf16)
         ks.bf16.convert_rows(m, out.K, out.Kp, a, lda, reinterpret_cast<bf16_t*>(out.row(0)), out.Kp);
     else
-        ks.int8.quantize_rows(m, out.K, out.Kp, a, lda, out.row(0), out.Kp, out.scale.data());
+        ks.int8.quantize_rows(m, out.K, out.Kp, a, lda, out.row(0), out.Kp, out.scale.data(), out.zero_point.data());
 }
 
 void lowp_gemm_serial(const KernelSet& ks, int M, int n0, int n1, const LowpRows& a, int row0, const LowpMatrix& b,
@@ -145,7 +146,8 @@ void lowp_gemm_serial(const KernelSet& ks, int M, int n0, int n1, const LowpRows
                          reinterpret_cast<const bf16_t*>(b.panel(j)), c + i0 * ldc + (j - n0), ldc, accumulate);
         } else {
             ks.int8.gemm(m, n, kp, a.row(row0 + i0), a.Kp, a.scale.data() + row0 + i0,
-                         reinterpret_cast<const std::int8_t*>(b.panel(j)), b.comp.data() + j, b.scale.data() + j,
+                         a.zero_point.data() + row0 + i0, reinterpret_cast<const std::int8_t*>(b.panel(j)),
+                         b.colsum.data() + j, b.scale.data() + j,
                          c + i0 * ldc + (j - n0), ldc, accumulate);
         }
     };
@@ -175,7 +177,8 @@ void lowp_gemm_parallel(const KernelSet& ks, int M, const float* a, std::ptrdiff
                 ks.bf16.convert_rows(r1 - r0, s.K, s.Kp, a + r0 * lda, lda,
                                      reinterpret_cast<bf16_t*>(s.row(r0)), s.Kp);
             else
-                ks.int8.quantize_rows(r1 - r0, s.K, s.Kp, a + r0 * lda, lda, s.row(r0), s.Kp, s.scale.data() + r0);
+                ks.int8.quantize_rows(r1 - r0, s.K, s.Kp, a + r0 * lda, lda, s.row(r0), s.Kp, s.scale.data() + r0,
+                                      s.zero_point.data() + r0);
         }
         // Every tile reads rows another thread converted.
         region_barrier(nt);

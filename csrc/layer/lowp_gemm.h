@@ -15,13 +15,14 @@ namespace rnnkit {
 // B (K x N) as panels of one ISA's bf16 or int8 kernels (layout:
 // product_table.h). int8: column n quantized symmetrically with its own
 // scale (one per output unit of a weight matrix, whose rows are B's
-// columns), and comp[n] = 128 * the column's sum of q.
+// columns), and colsum[n] = the column's sum of q (the gemm's zero-point
+// correction).
 struct LowpMatrix {
     Precision prec = Precision::full;
     int K = 0, Kp = 0, N = 0, nr = 0, group = 0;
     AlignedBuffer<std::uint8_t> bytes;
     AlignedBuffer<float> scale;
-    AlignedBuffer<std::int32_t> comp;
+    AlignedBuffer<std::int32_t> colsum;
 
     int panels() const { return (N + nr - 1) / nr; }
     std::size_t elem_bytes() const { return prec == Precision::bf16 ? 2 : 1; }
@@ -32,13 +33,15 @@ struct LowpMatrix {
 };
 
 // Rows of a left operand A (M x K, float32) converted for one precision's
-// kernels: bf16 rows or quantized rows with their scales, each Kp wide.
+// kernels: bf16 rows or quantized rows with their scales and zero points,
+// each Kp wide.
 // Sized before a parallel region (reserve), filled inside it (convert_rows).
 struct LowpRows {
     Precision prec = Precision::full;
     int K = 0, Kp = 0, k_align = 1;
     AlignedBuffer<std::uint8_t> bytes;
     AlignedBuffer<float> scale;
+    AlignedBuffer<std::int32_t> zero_point;
 
     // Room for m rows of k values for precision prec with kernels ks
     // (allocates only when the present room is too small).

@@ -13,8 +13,9 @@ namespace rnnkit {
 
 namespace lowp_detail {
 
-// Quantizes the K values of one column; returns its scale. Same rule as
-// the activations' rows (Int8Kernels::quantize_rows), signed.
+// Quantizes the K values of one column symmetrically (scale = max|w| /
+// 127, q = clamp(nearbyint(w * 127 / max|w|), -127, 127)); returns its
+// scale.
 float quantize_column(int K, const float* col, std::int8_t* q);
 
 // Fills panel number `panel` of out from the columns (tmp: K * nr floats
@@ -35,18 +36,18 @@ void fill_panel(const KernelSet& ks, LowpMatrix& out, int panel, ColumnFn& colum
         ks.bf16.pack_panel(K, out.Kp, nc, first, 1, stride, reinterpret_cast<bf16_t*>(out.panel(j0)));
         return;
     }
-    std::int32_t* comp = out.comp.data() + j0;
+    std::int32_t* colsum = out.colsum.data() + j0;
     for (int jj = 0; jj < out.nr; ++jj) {
         std::int8_t* q = qtmp + std::size_t(jj) * K;
         if (jj >= nc) {
             out.scale.data()[j0 + jj] = 0.0f;
-            comp[jj] = 0;
+            colsum[jj] = 0;
             continue;
         }
         out.scale.data()[j0 + jj] = quantize_column(K, column(j0 + jj), q);
         std::int32_t sum = 0;
         for (int p = 0; p < K; ++p) sum += q[p];
-        comp[jj] = 128 * sum;
+        colsum[jj] = sum;
     }
     ks.int8.pack_panel(K, out.Kp, nc, qtmp, 1, K, reinterpret_cast<std::int8_t*>(out.panel(j0)));
 }
@@ -110,7 +111,7 @@ bool lowp_columns_match(const KernelSet& ks, const LowpMatrix& m, ColumnFn colum
             bool equal = std::memcmp(mine.panel(0), m.panel(j0), m.panel_bytes()) == 0;
             if (equal && m.prec == Precision::int8)
                 equal = std::memcmp(mine.scale.data(), m.scale.data() + j0, sizeof(float) * mine.N) == 0 &&
-                        std::memcmp(mine.comp.data(), m.comp.data() + j0, sizeof(std::int32_t) * mine.N) == 0;
+                        std::memcmp(mine.colsum.data(), m.colsum.data() + j0, sizeof(std::int32_t) * mine.N) == 0;
             if (!equal) same.store(false, std::memory_order_relaxed);
         }
     });

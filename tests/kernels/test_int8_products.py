@@ -6,10 +6,14 @@ weights are, A's rows quantized per row, int32 sums, dequantized).
 Integer sums are exact and quantization and dequantization are one fixed
 float32 arithmetic, so every ISA's kernels (vpdpbusd, the widening vpmaddwd
 form, AMX, portable) must give the same bits as the scalar ISA and as a
-NumPy emulation of the contract: amax = max |a| (1 for a zero row), inv =
-127 / amax, q = clip(rint(a * inv), -127, 127) (rint: half to even, as
-nearbyint), scale = amax / 127, a non-finite value -> q = 0 and scale NaN;
-C (+)= (float32(sum_k qa * qb) * a_scale[i]) * b_scale[j], all in float32.
+NumPy emulation of the contract. A's rows, asymmetric: lo = min(0, min a),
+hi = max(0, max a), scale = (hi - lo) / 255 (hi / 255 - lo / 255 if that
+overflows, 1 if below FLT_MIN), zp = clip(rint(-lo / scale), 0, 255), u8 =
+clip(rint(a / scale) + zp, 0, 255) (rint: half to even, as nearbyint), a
+non-finite value -> u8 = 0, zp = 0 and scale NaN. B's columns, symmetric:
+amax = max |b| (1 for a zero column), q = clip(rint(b * (127 / amax)), -127,
+127), scale = amax / 127. C (+)= (float32(sum_k u8 * q - zp[i] * colsum[j])
+* a_scale[i]) * b_scale[j], all in float32.
 
 Shapes: rows around the tiles (1-3 take several panels per call) and
 columns around the panel widths (16, 32) and their groups of 4.
@@ -28,18 +32,38 @@ COLS = [1, 15, 16, 17, 31, 33, 100]
 F32 = np.float32
 
 
-def quantize_np(a, axis):
-    """The contract's quantization of a's rows (axis=1) or columns (axis=0):
-    (q as int64, scales as float32)."""
-    a = np.asarray(a, F32)
-    finite = np.all(np.isfinite(a), axis=axis, keepdims=True)
-    amax = np.max(np.where(np.isfinite(a), np.abs(a), F32(0)), axis=axis, keepdims=True)
+def quantize_cols_np(b):
+    """The contract's symmetric quantization of b's columns: (q as int64,
+    scales as float32)."""
+    b = np.asarray(b, F32)
+    finite = np.all(np.isfinite(b), axis=0, keepdims=True)
+    amax = np.max(np.where(np.isfinite(b), np.abs(b), F32(0)), axis=0, keepdims=True)
     amax = np.where(amax == 0, F32(1), amax).astype(F32)
     inv = (F32(127) / amax).astype(F32)
-    q = np.clip(np.rint((a * inv).astype(F32)), -127, 127)
-    q = np.where(finite, q, 0).astype(np.int64)
+    with np.errstate(invalid="ignore"):
+        q = np.clip(np.rint((b * inv).astype(F32)), -127, 127)
+    q = np.where(finite & np.isfinite(q), q, 0).astype(np.int64)
     scale = np.where(finite, amax / F32(127), F32(np.nan)).astype(F32)
     return q, scale.reshape(-1)
+
+
+def quantize_rows_np(a):
+    """The contract's asymmetric quantization of a's rows: (u8 as int64,
+    scales as float32, zero points as int64)."""
+    a = np.asarray(a, F32)
+    finite = np.all(np.isfinite(a), axis=1)
+    safe = np.where(np.isfinite(a), a, F32(0))
+    lo = np.minimum(F32(0), safe.min(axis=1)).astype(F32)
+    hi = np.maximum(F32(0), safe.max(axis=1)).astype(F32)
+    with np.errstate(over="ignore"):
+        scale = ((hi - lo).astype(F32) / F32(255)).astype(F32)
+    wide = ((hi / F32(255)).astype(F32) - (lo / F32(255)).astype(F32)).astype(F32)
+    scale = np.where(np.isfinite(scale), scale, wide).astype(F32)
+    scale = np.where(scale >= np.finfo(F32).tiny, scale, F32(1)).astype(F32)
+    zp = np.clip(np.rint((-lo / scale).astype(F32)), 0, 255).astype(np.int64)
+    u = np.clip(np.rint((safe / scale[:, None]).astype(F32)).astype(np.int64) + zp[:, None], 0, 255)
+    u = np.where(finite[:, None], u, 0)
+    return u, np.where(finite, scale, F32(np.nan)).astype(F32), np.where(finite, zp, 0)
 
 
 def int8_gemm(isa, a, b, c=None, threads=1):
@@ -48,9 +72,10 @@ def int8_gemm(isa, a, b, c=None, threads=1):
 
 
 def int8_gemm_np(a, b, c=None):
-    qa, sa = quantize_np(a, axis=1)
-    qb, sb = quantize_np(b, axis=0)
-    acc = (qa @ qb).astype(np.float32)  # exact: |sum| < 2^31 here
+    ua, sa, za = quantize_rows_np(a)
+    qb, sb = quantize_cols_np(b)
+    # Exact integers (|sum| < 2^31 here), rounded once to float32.
+    acc = (ua @ qb - za[:, None] * qb.sum(axis=0)[None, :]).astype(np.float32)
     with np.errstate(invalid="ignore", over="ignore"):
         v = ((acc * sa[:, None]).astype(F32) * sb[None, :]).astype(F32)
         return v if c is None else (c + v).astype(F32)
@@ -135,25 +160,41 @@ def test_int8_gemm_threads_do_not_change_bits(isa):
 def test_int8_quantize_rows_equals_emulation(isa):
     rng = np.random.default_rng(11)
     for K in DEPTHS + [16, 17, 31, 1000]:
-        a = (rng.standard_normal((5, K)) * rng.choice([1e-20, 1.0, 1e20], size=(5, 1))).astype(F32)
+        a = (rng.standard_normal((7, K)) * rng.choice([1e-20, 1.0, 1e20], size=(7, 1))).astype(F32)
         a[0] = 0
-        q, s = core.int8_quantize_rows(isa, a)
-        assert q.dtype == np.uint8 and q.shape[0] == 5 and q.shape[1] >= K and q.shape[1] % 4 == 0
-        want_q, want_s = quantize_np(a, axis=1)
-        assert np.array_equal(q[:, :K], want_q + 128), f"K={K}"
-        assert np.all(q[:, K:] == 128)
-        assert same_bits(s, want_s)
+        # One-signed rows (zero point 0 or 255) and a range that overflows.
+        a[1] = np.abs(a[1])
+        a[2] = -np.abs(a[2])
+        a[3, 0], a[3, -1] = F32(3.4e38), F32(-3.4e38)
+        q, s, z = core.int8_quantize_rows(isa, a)
+        assert q.dtype == np.uint8 and q.shape[0] == 7 and q.shape[1] >= K and q.shape[1] % 4 == 0
+        assert z.dtype == np.int32 and z.shape == (7,)
+        want_q, want_s, want_z = quantize_rows_np(a)
+        assert np.array_equal(q[:, :K], want_q), f"K={K}"
+        assert np.all(q[:, K:] == z[:, None])
+        assert same_bits(s, want_s) and np.array_equal(z, want_z)
+        assert z[0] == 0 and s[0] == 1 and np.all(q[0] == 0)
+        if K > 1:
+            assert z[1] == 0 and q[1, :K].max() == 255 and z[2] == 255 and q[2, :K].min() == 0
+        assert np.isfinite(s[3]) and s[3] > 0
+        # Every value within half a step of its dequantized value.
+        fin = [0, 1, 2, 4, 5, 6]
+        err = np.abs((q[fin, :K].astype(np.float64) - z[fin, None]) * s[fin, None] - a[fin])
+        assert np.all(err <= 0.5 * s[fin, None].astype(np.float64) * (1 + 1e-6))
 
 
 def test_int8_quantize_rows_rounds_half_to_even(isa):
-    # amax 127: inv is 1, so a * inv is a itself; amax 254: inv is 0.5.
+    # Range 255 with lo = -128: scale 1, zp 128, so a / scale is a itself;
+    # doubled, scale 2. Then lo = -2.5: the zero point rounds to even too.
     halves = np.array([0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 125.5, 126.5, -126.5, 3.5, 4.5, 0.0], F32)
-    a = np.stack([np.append(halves, F32(127)), np.append(halves * 2, F32(254))]).astype(F32)
-    q, s = core.int8_quantize_rows(isa, a)
-    want = np.array([0, 2, 2, 0, -2, -2, 126, 126, -126, 4, 4, 0, 127])
-    assert np.array_equal(q[0, :13].astype(int) - 128, want)
-    assert np.array_equal(q[1, :13].astype(int) - 128, want)
-    assert same_bits(s, np.array([F32(127) / F32(127), F32(254) / F32(127)], F32))
+    row = np.append(halves, [F32(127), F32(-128)])
+    a = np.stack([row, row * 2, np.array([-2.5, 252.5, 0.5, 1.5] + [0.0] * 10, F32)]).astype(F32)
+    q, s, z = core.int8_quantize_rows(isa, a)
+    want = np.array([0, 2, 2, 0, -2, -2, 126, 126, -126, 4, 4, 0, 127, -128]) + 128
+    assert np.array_equal(q[0, :14].astype(int), want)
+    assert np.array_equal(q[1, :14].astype(int), want)
+    assert same_bits(s, np.array([1, 2, 1], F32)) and list(z) == [128, 128, 2]
+    assert list(q[2, :4]) == [0, 254, 2, 4]
 
 
 def test_int8_quantize_rows_non_finite_and_tiny_rows(isa):
@@ -161,16 +202,17 @@ def test_int8_quantize_rows_non_finite_and_tiny_rows(isa):
     a[0, 20] = np.nan
     a[1, 0] = np.inf
     a[2, 7] = -np.inf
-    # Largest |a| below 127 / FLT_MAX: inv = 127 / amax overflows to inf (the
-    # portable kernel's arithmetic; every ISA must agree with it).
+    # Ranges whose / 255 falls below FLT_MIN: scale 1, zero point 0, so
+    # every value rounds to 0 (the contract's rule for a zero row).
     a[3] = np.linspace(-1e-38, 1e-38, 21, dtype=F32)
     a[4] = 0
     a[4, 3] = F32(1e-45)
     a[5] = F32(3e-37)
-    q, s = core.int8_quantize_rows(isa, a)
-    assert np.all(q[:3] == 128) and np.all(np.isnan(s[:3]))
-    q0, s0 = core.int8_quantize_rows("scalar", a)
-    assert np.array_equal(q[:, :21], q0[:, :21]) and np.all(q[:, 21:] == 128) and same_bits(s, s0)
+    q, s, z = core.int8_quantize_rows(isa, a)
+    assert np.all(q[:3] == 0) and np.all(np.isnan(s[:3])) and np.all(z[:3] == 0)
+    assert np.all(q[3:] == 0) and np.all(s[3:] == 1) and np.all(z[3:] == 0)
+    q0, s0, z0 = core.int8_quantize_rows("scalar", a)
+    assert np.array_equal(q[:, :21], q0[:, :21]) and same_bits(s, s0) and np.array_equal(z, z0)
     b = np.random.default_rng(0).standard_normal((21, 20)).astype(F32)
     assert same_bits(int8_gemm(isa, a, b), int8_gemm("scalar", a, b))
 

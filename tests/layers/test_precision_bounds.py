@@ -6,7 +6,7 @@ Checks per case:
 - LOCAL (rigorous): every step of every sequence, started from the
   kernel's own previous state (h, c), lands within the one-step bound:
   operand rounding (bf16: 2^-8 per operand) or quantization (int8: half a
-  step, amax/254, per element of each row), float32 accumulation, the gate
+  step per element, range/510 for x and h rows, amax/254 for weight rows), float32 accumulation, the gate
   slopes on the error interval, float32 state updates.
 - END TO END: y, h_n, c_n within the local bounds propagated through the
   reference's own Jacobians (first order, with SECOND_ORDER headroom).
@@ -162,12 +162,26 @@ def _bf16_round(a):
 
 
 def _int8_quantize(a):
-    """Rows of a -> dequantized values, scale amax/127 per row, as the kernels."""
+    """Weight rows of a -> dequantized values, symmetric, scale amax/127 per
+    row, as the packing."""
     a = np.asarray(a, np.float32)
     amax = np.abs(a).max(axis=1, keepdims=True)
     amax = np.where(amax == 0, np.float32(1), amax).astype(np.float32)
     q = np.clip(np.rint(a * (np.float32(127) / amax)), -127, 127)
     return q.astype(np.float64) * (amax / np.float32(127)).astype(np.float64)
+
+
+def _int8_quantize_asym(a):
+    """Activation rows of a -> dequantized values (u - zp) * scale, scale =
+    range/255 per row and a zero point, as the kernels."""
+    a = np.asarray(a, np.float32)
+    lo = np.minimum(np.float32(0), a.min(axis=1, keepdims=True))
+    hi = np.maximum(np.float32(0), a.max(axis=1, keepdims=True))
+    scale = ((hi - lo) / np.float32(255)).astype(np.float32)
+    scale = np.where(scale >= np.finfo(np.float32).tiny, scale, np.float32(1)).astype(np.float32)
+    zp = np.clip(np.rint(-lo / scale), 0, 255)
+    u = np.clip(np.rint(a / scale) + zp, 0, 255)
+    return (u - zp).astype(np.float64) * scale.astype(np.float64)
 
 
 @pytest.mark.parametrize("precision", lb.PRECISIONS)
@@ -182,9 +196,9 @@ def test_product_bound_holds_for_the_rounding_it_models(precision, K):
     if precision == "bfloat16":
         approx = _bf16_round(a) @ _bf16_round(w).T
     else:
-        approx = _int8_quantize(a) @ _int8_quantize(w).T
+        approx = _int8_quantize_asym(a) @ _int8_quantize(w).T
     err = np.abs(approx - a @ w.T)
-    bound = lb.product_bound(w, np.abs(a), precision)
+    bound = lb.product_bound(w, np.abs(a), precision, lb.row_range(a))
     assert np.all(err <= bound)
     if precision == "int8" and K == 1:
         return      # a lone value is its row's amax: quantized exactly

@@ -22,9 +22,14 @@ T x B x I x H): rnnkit's RMS error / the peer's was 0.57 - 0.83 (LSTM) and
 0.63 - 0.93 for ONNX Runtime int8; its max error was above the peer's on
 3 of 28 LSTM cases for PyTorch bf16 (by up to 9 %: 50x1x128x128, 2.19e-3
 vs 2.01e-3) and on 4 of 28 for ONNX Runtime int8 (by up to 13 %), never
-for GRU or PyTorch int8. With this file's make(), 50x1x128x128 seed 1 (not
-in SHAPES) has rnnkit int8 1.14e-2 vs ONNX Runtime 9.44e-3 (1.21x), the
-largest ratio seen, hence MAX_SLACK = 1.3.
+for GRU or PyTorch int8. That was with symmetric activation rows; with the
+asymmetric ones (a zero point per row, as ONNX Runtime's u8 activations)
+and this file's make(), over SHAPES + 50x1x128x128 x 6 seeds: RMS error
+-5 % to -9 % per shape (mean), max error -2 % to -25 %; against ONNX
+Runtime max 0.66 - 0.87x per shape except 10x1x16x16 (16 values a row, a
+row's extremes set its step), whose seed 0 stays the largest ratio seen,
+5.26e-3 vs 4.47e-3 (1.18x; 50x1x128x128 seed 1 went from 1.21x to 0.61x),
+hence MAX_SLACK = 1.3 still (1.0 would not hold).
 
 Note: torch's quantize_dynamic swaps the CHILDREN of the model it is
 given, so an nn.LSTM passed on its own comes back unquantized (float32
