@@ -60,21 +60,22 @@ void configure(int rows0, int rows1) {
     if (std::memcmp(&now, &want, sizeof want) != 0) _tile_loadconfig(&want);
 }
 
-// The tiles are left configured after a call: releasing them would make
-// the next call (often microseconds later) pay for ldtilecfg again. The
-// OS saves a thread's 8 KiB of tile data while they are in use.
+// The OS saves a thread's 8 KiB of tile data while they are in use.
 //
 // Other libraries in the same thread may keep their own configuration
-// across their calls and not load it again (ONNX Runtime's int8 kernels
-// do: after one of our calls they fault with SIGILL on our tile shapes).
-// A call that found another configuration puts it back on the way out;
-// one that found none (or ours) leaves ours, so a loop of our own calls
-// loads it once.
+// across their calls and not load it again, or take any configured tiles
+// for theirs (ONNX Runtime's int8 kernels fault with SIGILL on our tile
+// shapes after one of our calls, whether or not they had configured tiles
+// before it). A call therefore leaves the tiles as it found them: another
+// configuration put back, or released if there was none.
 class CallersTiles {
 public:
     CallersTiles() { _tile_storeconfig(&caller_); }
     ~CallersTiles() {
-        if (caller_.palette_id == 0) return;
+        if (caller_.palette_id == 0) {
+            _tile_release();
+            return;
+        }
         TileConfig now;
         _tile_storeconfig(&now);
         if (std::memcmp(&now, &caller_, sizeof now) != 0) _tile_loadconfig(&caller_);

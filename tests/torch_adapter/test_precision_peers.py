@@ -37,13 +37,16 @@ errors ~1e-7); it is wrapped in a container here and the swap is checked.
 """
 
 import os
+import subprocess
+import sys
 import tempfile
+import textwrap
 import warnings
 
 import numpy as np
 import pytest
 
-from helpers import require_optional
+from helpers import require_optional, rnnkit
 from rnnkit import _core, reference
 
 SEEDS = range(3)
@@ -208,3 +211,33 @@ def test_int8_no_worse_than_torch_quantize_dynamic(torch, shape):
 @pytest.mark.parametrize("shape", [s for s in SHAPES if s[0] == "lstm"], ids=shape_id)
 def test_int8_no_worse_than_onnxruntime_dynamic_quantize_lstm(shape):
     compare(shape, lambda w, x: rnnkit_outputs("lstm", w, x, "int8"), ort_int8, "ONNX Runtime int8")
+
+
+@pytest.mark.parametrize("first", ["rnnkit", "onnxruntime"])
+def test_onnxruntime_int8_runs_beside_rnnkit_amx_products(first):
+    """ONNX Runtime's AMX int8 kernels take tiles they find configured for
+    theirs: rnnkit's AMX calls leave the tiles as they found them. In a
+    child process: a SIGILL there must not end the test run."""
+    require_optional("onnxruntime")
+    if "amx" not in rnnkit.available_isas():
+        pytest.skip("this CPU has no AMX")
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path[:0] = [{here!r}, {os.path.dirname(here)!r}]
+        import numpy as np, rnnkit
+        import test_precision_peers as tp
+        rng = np.random.default_rng(0)
+        T, B, I, H = 20, 8, 32, 64
+        w = [rng.uniform(-0.1, 0.1, s).astype(np.float32) for s in [(4 * H, I), (4 * H, H), (4 * H,), (4 * H,)]]
+        x = rng.standard_normal((T, B, I)).astype(np.float32)
+        def ours():
+            with rnnkit.use_isa("amx"):
+                for precision in ("int8", "bfloat16"):
+                    rnnkit._core.lstm_forward(x, rnnkit._core.pack("lstm", *w, precision=precision))
+        for step in (["rnnkit", "ort", "rnnkit", "ort"] if {first!r} == "rnnkit" else ["ort", "rnnkit", "ort"]):
+            ours() if step == "rnnkit" else tp.ort_int8(w, x)
+        print("ok")
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip().endswith("ok"), (res.returncode, res.stderr[-2000:])
