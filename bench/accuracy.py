@@ -39,7 +39,7 @@ def max_abs_error(got, ref) -> float:
 
 def measure(case, cands: dict, first: dict, ref: dict) -> dict:
     """{"reference_max_abs": {output: v}, "max_abs_err": {candidate: {output: v}}};
-    exits loudly when a candidate's error is out of all proportion."""
+    exits loudly when rnnkit's error is out of all proportion (a peer's is reported)."""
     scale = {k: float(np.max(np.abs(v))) for k, v in ref.items()}
     errs = {}
     for name, cand in cands.items():
@@ -50,7 +50,12 @@ def measure(case, cands: dict, first: dict, ref: dict) -> dict:
         # `not e <= bound` also catches NaN.
         bad = {k: e for k, e in errs[name].items() if not e <= TOLERANCE * max(scale[k], 1e-30)}
         if bad:
-            sys.exit(f"CHECK FAILED: {name} is far from the float64 reference on {case}: max abs errors {bad}, "
-                     f"reference magnitudes { {k: scale[k] for k in bad} } (tolerance {TOLERANCE} of those); "
-                     "its timings would be meaningless")
+            msg = (f"{name} is far from the float64 reference on {case}: max abs errors {bad}, "
+                   f"reference magnitudes { {k: scale[k] for k in bad} } (tolerance {TOLERANCE} of those)")
+            # rnnkit's own results must hold; a peer's large error is a finding
+            # (PyTorch's bf16 module sums weight gradients in bf16: the GRU's
+            # dW_hh over 8000 rows is off by half its size), kept in the JSON.
+            if name == "rnnkit":
+                sys.exit(f"CHECK FAILED: {msg}; its timings would be meaningless")
+            print(f"\nnote: {msg}", file=sys.stderr)
     return {"reference_max_abs": scale, "max_abs_err": errs}
